@@ -1,0 +1,87 @@
+//! The one error type of the `bpgg` library.
+//!
+//! Every error that concerns a file carries that file's path, so a message such as
+//! `ground_truth/crack/003_mask.png: mask is 320x200 but its image is 256x256` tells the
+//! user what to fix without a debugger.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `bpgg`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or folder could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An image file could not be decoded (corrupt, truncated, unsupported format).
+    #[error("{}: cannot decode image: {source}", path.display())]
+    ImageDecode {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+
+    /// A data set, image, mask or prediction file is well-formed but unusable
+    /// (a mask of the wrong size, a defect image without a mask, an empty category, ...).
+    #[error("{}: {problem}", path.display())]
+    InvalidData { path: PathBuf, problem: String },
+
+    /// A weight file or checkpoint is malformed, truncated or asks for something a state dict
+    /// never needs (hostile pickles are refused here, never executed).
+    #[error("{}: invalid weight file: {problem}", path.display())]
+    InvalidWeights { path: PathBuf, problem: String },
+
+    /// A configuration value is out of range or inconsistent (caught once, at the boundary).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// A metric could not be computed (for example no defect pixel in the ground truth).
+    #[error(transparent)]
+    Metrics(#[from] bpgg_metrics::Error),
+
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+
+    /// A JSON document could not be read or written.
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A data problem with the file it concerns.
+    pub fn invalid_data(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        Error::InvalidData {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// A weight-file problem with the file it concerns.
+    pub fn invalid_weights(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        Error::InvalidWeights {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Guidance: prototypes to anomaly maps (placeholder).
