@@ -12,6 +12,7 @@
 pub mod backbone;
 pub mod baseline;
 pub mod data;
+pub mod rng;
 pub mod error;
 pub mod guidance;
 pub mod prototype;

@@ -1,1 +1,5 @@
-//! Reports (placeholder).
+//! Reports: metric summaries per defect type (and, later, heatmaps and HTML).
+
+pub mod summary;
+
+pub use summary::{summarize, MetricValues, ScoredImage, Summary};

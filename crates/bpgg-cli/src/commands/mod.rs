@@ -1,0 +1,17 @@
+//! One file per command; `run` dispatches.
+
+mod data;
+mod score;
+
+use std::process::ExitCode;
+
+use crate::args::{Cli, Command, DataCommand};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Score(args) => score::run(args, cli.quiet),
+        Command::Data(DataCommand::Inspect(args)) => data::inspect(args, cli.quiet),
+        Command::Data(DataCommand::Synth(args)) => data::synth(args),
+    }
+}

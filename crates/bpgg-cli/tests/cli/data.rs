@@ -1,0 +1,71 @@
+//! `bpgg data inspect` / `bpgg data synth` and bad input.
+
+use crate::util::{bpgg, s, small_dataset, stderr, stdout};
+
+#[test]
+fn synth_then_inspect_reports_counts_and_no_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bpgg(&["data", "synth", s(dir.path()), "--size", "40", "--per-type", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bpgg(&["data", "inspect", s(dir.path())]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("category synthetic_tile"), "{text}");
+    for line in ["train/good               20", "test/crack                2", "test/good                 8"] {
+        assert!(text.contains(line), "missing `{line}` in\n{text}");
+    }
+    assert!(text.contains("40x40") && text.contains("no problems"), "{text}");
+}
+
+#[test]
+fn truncated_png_is_named_with_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = small_dataset(dir.path());
+    let victim = cat.join("test/crack/001.png");
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    let out = bpgg(&["data", "inspect", s(&cat)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("1 problem(s)") && text.contains("test/crack/001.png"), "{text}");
+}
+
+#[test]
+fn wrong_size_mask_missing_mask_and_orphan_mask_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = small_dataset(dir.path());
+    image::GrayImage::new(10, 10)
+        .save(cat.join("ground_truth/blob/000_mask.png"))
+        .unwrap();
+    std::fs::remove_file(cat.join("ground_truth/scratch/002_mask.png")).unwrap();
+    std::fs::copy(
+        cat.join("ground_truth/stain/000_mask.png"),
+        cat.join("ground_truth/stain/999_mask.png"),
+    )
+    .unwrap();
+    let out = bpgg(&["data", "inspect", s(&cat)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("3 problem(s)"), "{text}");
+    assert!(
+        text.contains("blob/000_mask.png: mask is 10x10 but its image is 48x48"),
+        "{text}"
+    );
+    assert!(
+        text.contains("scratch/002.png: defect image has no mask"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stain/999_mask.png: mask for an unknown image"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_dataset_is_a_one_line_error() {
+    let out = bpgg(&["data", "inspect", "/nonexistent/bpgg-data"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: /nonexistent/bpgg-data"), "{err}");
+}

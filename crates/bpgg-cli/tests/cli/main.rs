@@ -1,0 +1,5 @@
+//! End-to-end tests of the `bpgg` binary on data the tests make themselves.
+
+mod data;
+mod score;
+mod util;

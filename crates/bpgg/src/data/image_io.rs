@@ -1,0 +1,221 @@
+//! Reading images and masks from disk, with the checks every file gets.
+//!
+//! Images are returned as 8-bit RGB (grayscale is expanded, 16-bit is scaled down); masks as
+//! binary [`Mask`]s where a pixel is defect when its 8-bit gray value is **greater than 127**
+//! (anti-aliased or JPEG-compressed masks are binarised the same way everywhere).
+
+use std::io::BufReader;
+use std::path::Path;
+
+use image::{GrayImage, ImageReader, RgbImage};
+
+use crate::{Error, Result};
+
+/// The largest image, in pixels, that is decoded without `--max-pixels` being raised.
+/// 64 Mpx is 8192 x 8192: larger declared sizes are treated as decompression bombs.
+pub const DEFAULT_MAX_PIXELS: u64 = 64 * 1024 * 1024;
+
+/// Gray values above this are defect pixels in a mask.
+pub const MASK_THRESHOLD: u8 = 127;
+
+/// Limits applied when decoding any image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Largest `width * height` accepted.
+    pub max_pixels: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// A binary defect mask, row-major, `true` = defect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mask {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<bool>,
+}
+
+impl Mask {
+    /// An all-normal mask.
+    pub fn empty(width: u32, height: u32) -> Self {
+        Self {
+            width,
+            height,
+            pixels: vec![false; width as usize * height as usize],
+        }
+    }
+
+    /// Binarises a gray image (value > [`MASK_THRESHOLD`] is defect).
+    pub fn from_gray(gray: &GrayImage) -> Self {
+        Self {
+            width: gray.width(),
+            height: gray.height(),
+            pixels: gray.as_raw().iter().map(|&v| v > MASK_THRESHOLD).collect(),
+        }
+    }
+
+    /// As a gray image with 0 / 255.
+    pub fn to_gray(&self) -> GrayImage {
+        let raw = self.pixels.iter().map(|&d| if d { 255 } else { 0 }).collect();
+        GrayImage::from_raw(self.width, self.height, raw).expect("mask buffer matches its size")
+    }
+
+    /// Number of defect pixels.
+    pub fn defect_pixels(&self) -> usize {
+        self.pixels.iter().filter(|&&d| d).count()
+    }
+
+    /// Share of the image that is defect, in `[0, 1]`.
+    pub fn coverage(&self) -> f64 {
+        if self.pixels.is_empty() {
+            0.0
+        } else {
+            self.defect_pixels() as f64 / self.pixels.len() as f64
+        }
+    }
+}
+
+/// Reads the size of an image from its header without decoding the pixels.
+pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
+    let reader = open_reader(path)?;
+    reader.into_dimensions().map_err(|source| Error::ImageDecode {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Decodes an image file as 8-bit RGB.
+///
+/// The format is detected from the contents, not the extension. Zero-byte, truncated and corrupt
+/// files, and files whose declared size exceeds `limits`, give an error naming the file.
+pub fn load_rgb(path: &Path, limits: ImageLimits) -> Result<RgbImage> {
+    Ok(decode(path, limits)?.to_rgb8())
+}
+
+/// Decodes an image and reports how many channels the file stores (1 gray, 2 gray+alpha,
+/// 3 RGB, 4 RGBA) besides returning it as RGB.
+pub fn load_rgb_with_channels(path: &Path, limits: ImageLimits) -> Result<(RgbImage, u8)> {
+    let img = decode(path, limits)?;
+    let channels = img.color().channel_count();
+    Ok((img.to_rgb8(), channels))
+}
+
+/// Decodes a mask file and binarises it.
+///
+/// When `expected` is given, the mask must have exactly that `(width, height)`: a mask of another
+/// size than its image is an error, never silently resized.
+pub fn load_mask(path: &Path, expected: Option<(u32, u32)>, limits: ImageLimits) -> Result<Mask> {
+    let gray = decode(path, limits)?.to_luma8();
+    if let Some((w, h)) = expected {
+        if (gray.width(), gray.height()) != (w, h) {
+            return Err(Error::invalid_data(
+                path,
+                format!(
+                    "mask is {}x{} but its image is {w}x{h}",
+                    gray.width(),
+                    gray.height()
+                ),
+            ));
+        }
+    }
+    Ok(Mask::from_gray(&gray))
+}
+
+fn open_reader(path: &Path) -> Result<ImageReader<BufReader<std::fs::File>>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(Error::invalid_data(path, "file is empty (0 bytes)"));
+    }
+    ImageReader::new(BufReader::new(file))
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))
+}
+
+fn decode(path: &Path, limits: ImageLimits) -> Result<image::DynamicImage> {
+    let mut reader = open_reader(path)?;
+    if reader.format().is_none() {
+        return Err(Error::invalid_data(
+            path,
+            "not an image in a supported format (PNG, JPEG, TIFF)",
+        ));
+    }
+    let (w, h) = {
+        let probe = open_reader(path)?;
+        probe.into_dimensions().map_err(|source| Error::ImageDecode {
+            path: path.to_path_buf(),
+            source,
+        })?
+    };
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels == 0 {
+        return Err(Error::invalid_data(path, format!("image has no pixels ({w}x{h})")));
+    }
+    if pixels > limits.max_pixels {
+        return Err(Error::invalid_data(
+            path,
+            format!(
+                "image declares {w}x{h} = {pixels} pixels, more than the limit of {} \
+                 (raise it with --max-pixels if the file is genuine)",
+                limits.max_pixels
+            ),
+        ));
+    }
+    let mut decoder_limits = image::Limits::default();
+    // Room for the decoded buffer at 16 bits x 4 channels, plus decoder scratch.
+    decoder_limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(decoder_limits);
+    reader.decode().map_err(|source| Error::ImageDecode {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_threshold_is_strictly_above_127() {
+        let g = GrayImage::from_raw(4, 1, vec![0, 127, 128, 255]).unwrap();
+        assert_eq!(Mask::from_gray(&g).pixels, vec![false, false, true, true]);
+    }
+
+    #[test]
+    fn bad_files_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.png");
+        std::fs::write(&empty, b"").unwrap();
+        let err = load_rgb(&empty, ImageLimits::default()).unwrap_err().to_string();
+        assert!(err.contains("empty.png") && err.contains("0 bytes"), "{err}");
+
+        let garbage = dir.path().join("garbage.png");
+        std::fs::write(&garbage, b"this is not an image at all").unwrap();
+        let err = load_rgb(&garbage, ImageLimits::default()).unwrap_err().to_string();
+        assert!(err.contains("garbage.png") && err.contains("supported format"), "{err}");
+
+        let good = dir.path().join("good.png");
+        RgbImage::from_pixel(32, 32, image::Rgb([10, 20, 30])).save(&good).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let cut = dir.path().join("cut.png");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let err = load_rgb(&cut, ImageLimits::default()).unwrap_err().to_string();
+        assert!(err.contains("cut.png"), "{err}");
+
+        let err = load_rgb(&good, ImageLimits { max_pixels: 100 }).unwrap_err().to_string();
+        assert!(err.contains("more than the limit"), "{err}");
+
+        let mask = dir.path().join("m.png");
+        GrayImage::new(16, 16).save(&mask).unwrap();
+        let err = load_mask(&mask, Some((32, 32)), ImageLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("m.png: mask is 16x16 but its image is 32x32"), "{err}");
+    }
+}
