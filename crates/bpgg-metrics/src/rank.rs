@@ -94,7 +94,7 @@ fn sort_by_key(entries: &mut Vec<u64>) {
     let mut buffer = vec![0u64; len];
     for (histogram, shift) in histograms.iter_mut().zip(RADIX_SHIFTS) {
         // A digit shared by every entry leaves the order unchanged: skip the pass.
-        if histogram.iter().any(|&count| count == len) {
+        if histogram.contains(&len) {
             continue;
         }
         let mut offset = 0;
