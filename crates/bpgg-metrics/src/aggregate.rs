@@ -2,8 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::map::MapRef;
-use crate::pro::RankedRegions;
-use crate::roc::image_auroc;
+use crate::pr::{ApSweep, F1Sweep};
+use crate::pro::{check_fpr_limit, RankedRegions};
+use crate::roc::{image_auroc, AurocSweep};
 
 /// The metrics of a test set, as [`evaluate`] computes them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,9 +62,7 @@ pub fn image_score(map: &[f32]) -> f32 {
 /// # Ok::<(), bpgg_metrics::Error>(())
 /// ```
 pub fn evaluate(maps: &[MapRef], image_labels: &[bool], fpr_limit: f64) -> Result<Metrics> {
-    if !(fpr_limit > 0.0 && fpr_limit <= 1.0) {
-        return Err(Error::BadFprLimit { limit: fpr_limit });
-    }
+    check_fpr_limit(fpr_limit)?;
     if !image_labels.is_empty() && image_labels.len() != maps.len() {
         return Err(Error::LengthMismatch {
             what: format!(
@@ -74,7 +73,23 @@ pub fn evaluate(maps: &[MapRef], image_labels: &[bool], fpr_limit: f64) -> Resul
         });
     }
     let pixels = RankedRegions::new(maps)?;
-    let f1 = pixels.ranked.f1_max()?;
+    let ranked = &pixels.ranked;
+    ranked.require_both_classes("pixel metrics")?;
+    pixels.require_regions_and_normals()?;
+    // All pixel metrics in one pass over the thresholds.
+    let mut sweeps = (
+        AurocSweep::default(),
+        (
+            ApSweep::default(),
+            (
+                F1Sweep::new(ranked.positives()),
+                pixels.aupro_sweep(fpr_limit),
+            ),
+        ),
+    );
+    ranked.sweep(&mut sweeps);
+    let (auroc, (ap, (f1, aupro))) = sweeps;
+    let f1 = f1.finish();
     let image_scores: Vec<f32> = maps.iter().map(|map| image_score(map.scores)).collect();
     let derived_labels: Vec<bool>;
     let image_labels = if image_labels.is_empty() {
@@ -86,9 +101,9 @@ pub fn evaluate(maps: &[MapRef], image_labels: &[bool], fpr_limit: f64) -> Resul
     let both_image_classes =
         image_labels.iter().any(|&label| label) && image_labels.iter().any(|&label| !label);
     Ok(Metrics {
-        pixel_auroc: pixels.ranked.roc_auc()?,
-        aupro: pixels.aupro(fpr_limit)?,
-        pixel_ap: pixels.ranked.average_precision()?,
+        pixel_auroc: auroc.finish(ranked),
+        aupro: aupro.finish(),
+        pixel_ap: ap.finish(ranked),
         f1_max: f1.f1,
         f1_threshold: f1.threshold,
         image_auroc: if both_image_classes {

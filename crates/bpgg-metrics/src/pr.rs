@@ -4,7 +4,7 @@
 //! anomalib's `F1Max`: one point per distinct score (predict positive for `score >= t`).
 
 use crate::error::Result;
-use crate::rank::RankedScores;
+use crate::rank::{RankedScores, Step, SweepMetric};
 
 /// A precision-recall curve in scikit-learn's `precision_recall_curve` order: thresholds
 /// *increasing*, and one extra final point `(precision 1, recall 0)` without a threshold.
@@ -31,6 +31,73 @@ pub struct F1Max {
     pub threshold: f32,
 }
 
+/// Accumulates average precision over the threshold sweep: precision weighted by the recall
+/// gained at each threshold.
+#[derive(Debug, Default)]
+pub(crate) struct ApSweep {
+    weighted_precision: f64,
+    prev_tp: u64,
+}
+
+impl SweepMetric for ApSweep {
+    fn visit(&mut self, step: &Step<'_>) {
+        if step.tp > self.prev_tp {
+            let precision = step.tp as f64 / (step.tp + step.fp) as f64;
+            self.weighted_precision += (step.tp - self.prev_tp) as f64 * precision;
+            self.prev_tp = step.tp;
+        }
+    }
+}
+
+impl ApSweep {
+    /// AP after the whole sweep of `ranked` (which has positives).
+    pub(crate) fn finish(&self, ranked: &RankedScores) -> f64 {
+        self.weighted_precision / ranked.positives() as f64
+    }
+}
+
+/// Tracks the best F1 over the threshold sweep.
+///
+/// `F1 = 2TP / (2TP + FP + FN) = 2TP / (TP + FP + P)`, compared as exact fractions so that ties
+/// resolve deterministically: to the lowest threshold, which is visited last.
+#[derive(Debug)]
+pub(crate) struct F1Sweep {
+    positives: u64,
+    best_num: u64,
+    best_den: u64,
+    best_threshold: f32,
+}
+
+impl F1Sweep {
+    pub(crate) fn new(positives: u64) -> Self {
+        Self {
+            positives,
+            best_num: 0,
+            best_den: 1,
+            best_threshold: f32::INFINITY,
+        }
+    }
+
+    pub(crate) fn finish(&self) -> F1Max {
+        F1Max {
+            f1: self.best_num as f64 / self.best_den as f64,
+            threshold: self.best_threshold,
+        }
+    }
+}
+
+impl SweepMetric for F1Sweep {
+    fn visit(&mut self, step: &Step<'_>) {
+        let num = 2 * step.tp;
+        let den = step.tp + step.fp + self.positives;
+        if u128::from(num) * u128::from(self.best_den)
+            >= u128::from(self.best_num) * u128::from(den)
+        {
+            (self.best_num, self.best_den, self.best_threshold) = (num, den, step.threshold);
+        }
+    }
+}
+
 impl RankedScores {
     /// Average precision; see [`average_precision`].
     ///
@@ -38,16 +105,9 @@ impl RankedScores {
     /// [`Error::SingleClass`](crate::Error::SingleClass) if there is no positive sample.
     pub fn average_precision(&self) -> Result<f64> {
         self.require_positives("average precision")?;
-        let mut sum = 0.0;
-        let mut prev_tp = 0u64;
-        for step in self.steps() {
-            if step.tp > prev_tp {
-                let precision = step.tp as f64 / (step.tp + step.fp) as f64;
-                sum += (step.tp - prev_tp) as f64 * precision;
-                prev_tp = step.tp;
-            }
-        }
-        Ok(sum / self.positives() as f64)
+        let mut ap = ApSweep::default();
+        self.sweep(&mut ap);
+        Ok(ap.finish(self))
     }
 
     /// The precision-recall curve; see [`pr_curve`].
@@ -83,22 +143,9 @@ impl RankedScores {
     /// [`Error::SingleClass`](crate::Error::SingleClass) if there is no positive sample.
     pub fn f1_max(&self) -> Result<F1Max> {
         self.require_positives("F1-max")?;
-        let positives = self.positives();
-        // F1 = 2TP / (2TP + FP + FN) = 2TP / (TP + FP + P); compared as exact fractions so
-        // that ties resolve deterministically (to the lowest threshold, visited last).
-        let (mut best_num, mut best_den) = (0u64, 1u64);
-        let mut best_threshold = f32::INFINITY;
-        for step in self.steps() {
-            let num = 2 * step.tp;
-            let den = step.tp + step.fp + positives;
-            if u128::from(num) * u128::from(best_den) >= u128::from(best_num) * u128::from(den) {
-                (best_num, best_den, best_threshold) = (num, den, step.threshold);
-            }
-        }
-        Ok(F1Max {
-            f1: best_num as f64 / best_den as f64,
-            threshold: best_threshold,
-        })
+        let mut f1 = F1Sweep::new(self.positives());
+        self.sweep(&mut f1);
+        Ok(f1.finish())
     }
 }
 

@@ -18,8 +18,9 @@
 
 use crate::error::{Error, Result};
 use crate::map::MapRef;
-use crate::rank::{self, RankedScores, NEGATIVE};
+use crate::rank::{self, RankedScores, Step, SweepMetric};
 use crate::regions::connected_regions;
+use crate::regions::BACKGROUND;
 
 /// The FPR integration limit used by the MVTec AD benchmark: AUPRO integrates up to FPR 0.3.
 pub const DEFAULT_FPR_LIMIT: f64 = 0.3;
@@ -59,16 +60,19 @@ impl RankedRegions {
                 what: "no anomaly maps".into(),
             });
         }
-        let mut total_pixels = 0usize;
+        let (mut total_pixels, mut defect_pixels) = (0usize, 0usize);
         for (index, map) in maps.iter().enumerate() {
             map.validate(index)?;
             rank::check_no_nan(map.scores, total_pixels)?;
             total_pixels += map.len();
+            defect_pixels += map.mask.iter().filter(|&&defect| defect).count();
         }
-        let mut entries = Vec::with_capacity(total_pixels);
+        let mut normals = Vec::with_capacity(total_pixels - defect_pixels);
+        let mut defects = Vec::with_capacity(defect_pixels);
         let mut region_weights = Vec::new();
         for map in maps {
             let regions = connected_regions(map.mask, map.width, map.height)?;
+            // Region `k` of this map is global region `base + k - 1`, with payload `base + k`.
             let base = region_weights.len() as u64;
             let count = base + regions.count() as u64;
             if count >= u64::from(u32::MAX) {
@@ -76,27 +80,21 @@ impl RankedRegions {
             }
             let base = base as u32;
             region_weights.extend(regions.sizes.iter().map(|&size| 1.0 / size as f64));
-            entries.extend(
-                map.scores
-                    .iter()
-                    .zip(&regions.labels)
-                    .map(|(&score, &label)| {
-                        let payload = if label == NEGATIVE {
-                            NEGATIVE
-                        } else {
-                            base + label
-                        };
-                        rank::pack(score, payload)
-                    }),
-            );
+            for (&score, &label) in map.scores.iter().zip(&regions.labels) {
+                if label == BACKGROUND {
+                    normals.push(rank::descending_key(score));
+                } else {
+                    defects.push(rank::pack_positive(score, base + label));
+                }
+            }
         }
         Ok(Self {
-            ranked: RankedScores::from_entries(entries),
+            ranked: RankedScores::from_parts(normals, defects),
             region_weights,
         })
     }
 
-    fn require_regions_and_normals(&self) -> Result<()> {
+    pub(crate) fn require_regions_and_normals(&self) -> Result<()> {
         if self.region_weights.is_empty() || self.ranked.negatives() == 0 {
             return Err(Error::SingleClass {
                 what: format!(
@@ -109,53 +107,35 @@ impl RankedRegions {
         Ok(())
     }
 
-    /// The curve points `(threshold, fpr, pro)` of the distinct scores, without the
-    /// `(0, 0)` and `(1, 1)` end points.
-    fn points(&self) -> impl Iterator<Item = (f32, f64, f64)> + '_ {
-        let normals = self.ranked.negatives() as f64;
-        let regions = self.region_weights.len() as f64;
-        let mut overlap_sum = 0.0;
-        self.ranked.steps().map(move |step| {
-            overlap_sum += step
-                .group
-                .iter()
-                .map(|&entry| rank::payload(entry))
-                .filter(|&payload| payload != NEGATIVE)
-                .map(|payload| self.region_weights[payload as usize - 1])
-                .sum::<f64>();
-            let fpr = (step.fp as f64 / normals).min(1.0);
-            let pro = (overlap_sum / regions).min(1.0);
-            (step.threshold, fpr, pro)
-        })
+    /// A fresh PRO tracker for a sweep of [`RankedRegions::ranked`].
+    fn tracker(&self) -> ProTracker<'_> {
+        ProTracker {
+            region_weights: &self.region_weights,
+            normals: self.ranked.negatives() as f64,
+            regions: self.region_weights.len() as f64,
+            overlap_sum: 0.0,
+        }
+    }
+
+    /// An AUPRO accumulator for a sweep of [`RankedRegions::ranked`]; the caller has checked
+    /// the limit and that regions and normal pixels exist.
+    pub(crate) fn aupro_sweep(&self, fpr_limit: f64) -> AuproSweep<'_> {
+        AuproSweep {
+            tracker: self.tracker(),
+            fpr_limit,
+            area: 0.0,
+            last: (0.0, 0.0),
+            done: false,
+        }
     }
 
     /// Area under the PRO curve up to `fpr_limit`, divided by `fpr_limit`; see [`aupro`].
     pub(crate) fn aupro(&self, fpr_limit: f64) -> Result<f64> {
-        if !(fpr_limit > 0.0 && fpr_limit <= 1.0) {
-            return Err(Error::BadFprLimit { limit: fpr_limit });
-        }
+        check_fpr_limit(fpr_limit)?;
         self.require_regions_and_normals()?;
-        let mut area = 0.0;
-        let (mut x0, mut y0) = (0.0, 0.0);
-        let curve = self
-            .points()
-            .map(|(_, fpr, pro)| (fpr, pro))
-            .chain(std::iter::once((1.0, 1.0)));
-        for (x1, y1) in curve {
-            if x1 <= fpr_limit {
-                area += 0.5 * (y0 + y1) * (x1 - x0);
-            } else {
-                // First point past the limit: close with the interpolated value at the limit
-                // (unless the previous point sits exactly on it) and stop.
-                if x0 < fpr_limit {
-                    let y_limit = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0);
-                    area += 0.5 * (y0 + y_limit) * (fpr_limit - x0);
-                }
-                break;
-            }
-            (x0, y0) = (x1, y1);
-        }
-        Ok(area / fpr_limit)
+        let mut aupro = self.aupro_sweep(fpr_limit);
+        self.ranked.sweep(&mut aupro);
+        Ok(aupro.finish())
     }
 
     /// The full PRO curve; see [`pro_curve`].
@@ -166,15 +146,96 @@ impl RankedRegions {
             pro: vec![0.0],
             thresholds: vec![f32::INFINITY],
         };
-        for (threshold, fpr, pro) in self.points() {
+        let mut tracker = self.tracker();
+        for step in self.ranked.steps() {
+            let (fpr, pro) = tracker.point(&step);
             curve.fpr.push(fpr);
             curve.pro.push(pro);
-            curve.thresholds.push(threshold);
+            curve.thresholds.push(step.threshold);
         }
         curve.fpr.push(1.0);
         curve.pro.push(1.0);
         curve.thresholds.push(f32::NEG_INFINITY);
         Ok(curve)
+    }
+}
+
+/// [`Error::BadFprLimit`] unless `0 < fpr_limit <= 1`.
+pub(crate) fn check_fpr_limit(fpr_limit: f64) -> Result<()> {
+    if fpr_limit > 0.0 && fpr_limit <= 1.0 {
+        Ok(())
+    } else {
+        Err(Error::BadFprLimit { limit: fpr_limit })
+    }
+}
+
+/// Turns sweep steps into PRO curve points: accumulates `1 / region size` for every defect
+/// pixel that turns positive.
+#[derive(Debug)]
+struct ProTracker<'a> {
+    region_weights: &'a [f64],
+    normals: f64,
+    regions: f64,
+    overlap_sum: f64,
+}
+
+impl ProTracker<'_> {
+    /// The `(fpr, pro)` point of `step`, both clipped to 1 as in the reference.
+    fn point(&mut self, step: &Step<'_>) -> (f64, f64) {
+        for &entry in step.new_positives {
+            self.overlap_sum += self.region_weights[rank::payload(entry) as usize - 1];
+        }
+        let fpr = (step.fp as f64 / self.normals).min(1.0);
+        let pro = (self.overlap_sum / self.regions).min(1.0);
+        (fpr, pro)
+    }
+}
+
+/// Integrates the PRO curve up to the FPR limit during the threshold sweep.
+#[derive(Debug)]
+pub(crate) struct AuproSweep<'a> {
+    tracker: ProTracker<'a>,
+    fpr_limit: f64,
+    area: f64,
+    /// The last curve point taken into the area.
+    last: (f64, f64),
+    /// Set once the limit is reached.
+    done: bool,
+}
+
+impl AuproSweep<'_> {
+    /// Adds the segment from the last point to `(x1, y1)`, stopping at the limit.
+    fn add_point(&mut self, (x1, y1): (f64, f64)) {
+        let (x0, y0) = self.last;
+        if x1 <= self.fpr_limit {
+            self.area += 0.5 * (y0 + y1) * (x1 - x0);
+            self.last = (x1, y1);
+            return;
+        }
+        // First point past the limit: close with the value interpolated at the limit (unless
+        // the previous point lies exactly on it) and stop.
+        if x0 < self.fpr_limit {
+            let y_limit = y0 + (y1 - y0) * (self.fpr_limit - x0) / (x1 - x0);
+            self.area += 0.5 * (y0 + y_limit) * (self.fpr_limit - x0);
+        }
+        self.done = true;
+    }
+
+    /// AUPRO after the whole sweep: closes the curve at `(1, 1)` and normalises by the limit.
+    pub(crate) fn finish(mut self) -> f64 {
+        if !self.done {
+            self.add_point((1.0, 1.0));
+        }
+        self.area / self.fpr_limit
+    }
+}
+
+impl SweepMetric for AuproSweep<'_> {
+    fn visit(&mut self, step: &Step<'_>) {
+        if !self.done {
+            let point = self.tracker.point(step);
+            self.add_point(point);
+        }
     }
 }
 
@@ -200,9 +261,7 @@ impl RankedRegions {
 /// # Ok::<(), bpgg_metrics::Error>(())
 /// ```
 pub fn aupro(maps: &[MapRef], fpr_limit: f64) -> Result<f64> {
-    if !(fpr_limit > 0.0 && fpr_limit <= 1.0) {
-        return Err(Error::BadFprLimit { limit: fpr_limit });
-    }
+    check_fpr_limit(fpr_limit)?;
     RankedRegions::new(maps)?.aupro(fpr_limit)
 }
 

@@ -6,7 +6,7 @@
 //! negative, counting ties as one half.
 
 use crate::error::Result;
-use crate::rank::RankedScores;
+use crate::rank::{RankedScores, Step, SweepMetric};
 
 /// A ROC curve, ordered by decreasing threshold as scikit-learn's
 /// `roc_curve(..., drop_intermediate=False)` returns it.
@@ -24,6 +24,33 @@ pub struct RocCurve {
     pub thresholds: Vec<f32>,
 }
 
+/// Accumulates the ROC area over the threshold sweep.
+///
+/// Twice the trapezoid area in units of (1 negative) x (1 positive) is an integer, so it is
+/// summed exactly and the only rounding is the final division.
+#[derive(Debug, Default)]
+pub(crate) struct AurocSweep {
+    twice_area: u128,
+    prev_tp: u64,
+    prev_fp: u64,
+}
+
+impl SweepMetric for AurocSweep {
+    fn visit(&mut self, step: &Step<'_>) {
+        self.twice_area += u128::from(step.fp - self.prev_fp) * u128::from(step.tp + self.prev_tp);
+        self.prev_tp = step.tp;
+        self.prev_fp = step.fp;
+    }
+}
+
+impl AurocSweep {
+    /// The area after the whole sweep of `ranked` (which has both classes).
+    pub(crate) fn finish(&self, ranked: &RankedScores) -> f64 {
+        let cells = 2.0 * ranked.positives() as f64 * ranked.negatives() as f64;
+        self.twice_area as f64 / cells
+    }
+}
+
 impl RankedScores {
     /// Area under the ROC curve; see [`roc_auc`].
     ///
@@ -31,17 +58,9 @@ impl RankedScores {
     /// [`Error::SingleClass`](crate::Error::SingleClass) unless both classes are present.
     pub fn roc_auc(&self) -> Result<f64> {
         self.require_both_classes("ROC AUC")?;
-        // Twice the trapezoid area in units of (1 negative) x (1 positive): exact in integers,
-        // so the only rounding is the final division.
-        let mut twice_area: u128 = 0;
-        let (mut prev_tp, mut prev_fp) = (0u64, 0u64);
-        for step in self.steps() {
-            twice_area += u128::from(step.fp - prev_fp) * u128::from(step.tp + prev_tp);
-            prev_tp = step.tp;
-            prev_fp = step.fp;
-        }
-        let cells = 2.0 * self.positives() as f64 * self.negatives() as f64;
-        Ok(twice_area as f64 / cells)
+        let mut auroc = AurocSweep::default();
+        self.sweep(&mut auroc);
+        Ok(auroc.finish(self))
     }
 
     /// The ROC curve; see [`roc_curve`].
