@@ -19,8 +19,7 @@
 use crate::error::{Error, Result};
 use crate::map::MapRef;
 use crate::rank::{self, RankedScores, Step, SweepMetric};
-use crate::regions::connected_regions;
-use crate::regions::BACKGROUND;
+use crate::regions::{connected_regions, BACKGROUND};
 
 /// The FPR integration limit used by the MVTec AD benchmark: AUPRO integrates up to FPR 0.3.
 pub const DEFAULT_FPR_LIMIT: f64 = 0.3;
@@ -265,7 +264,7 @@ pub fn aupro(maps: &[MapRef], fpr_limit: f64) -> Result<f64> {
     RankedRegions::new(maps)?.aupro(fpr_limit)
 }
 
-/// The PRO curve of a set of maps (see [`ProCurve`]); [`decimate`](crate::decimate) thins it for
+/// The PRO curve of a set of maps (see [`ProCurve`]); [`decimate`](crate::decimate()) thins it for
 /// plotting.
 ///
 /// # Errors

@@ -107,7 +107,7 @@ pub fn roc_auc(scores: &[f32], labels: &[bool]) -> Result<f64> {
 
 /// The ROC curve of `scores` against `labels`: one point per distinct score, decreasing
 /// threshold, starting at `(0, 0)` (threshold `+inf`). See [`RocCurve`] and
-/// [`decimate`](crate::decimate) to thin it for plotting.
+/// [`decimate`](crate::decimate()) to thin it for plotting.
 ///
 /// # Errors
 /// As [`roc_auc`].
