@@ -12,10 +12,10 @@
 pub mod backbone;
 pub mod baseline;
 pub mod data;
-pub mod rng;
 pub mod error;
 pub mod guidance;
 pub mod prototype;
 pub mod report;
+pub mod rng;
 
 pub use error::{Error, Result};

@@ -69,7 +69,11 @@ fn prediction_path(pred_dir: &Path, sample: &Sample) -> anyhow::Result<PathBuf> 
     )
 }
 
-fn scored_image(sample: &Sample, pred_dir: &Path, size: Option<u32>) -> anyhow::Result<ScoredImage> {
+fn scored_image(
+    sample: &Sample,
+    pred_dir: &Path,
+    size: Option<u32>,
+) -> anyhow::Result<ScoredImage> {
     let path = prediction_path(pred_dir, sample)?;
     let map = FloatMap::read(&path)?;
     let (iw, ih) = image_dimensions(&sample.image)?;

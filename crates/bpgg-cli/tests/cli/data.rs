@@ -5,16 +5,31 @@ use crate::util::{bpgg, s, small_dataset, stderr, stdout};
 #[test]
 fn synth_then_inspect_reports_counts_and_no_problems() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bpgg(&["data", "synth", s(dir.path()), "--size", "40", "--per-type", "2"]);
+    let out = bpgg(&[
+        "data",
+        "synth",
+        s(dir.path()),
+        "--size",
+        "40",
+        "--per-type",
+        "2",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = bpgg(&["data", "inspect", s(dir.path())]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(text.contains("category synthetic_tile"), "{text}");
-    for line in ["train/good               20", "test/crack                2", "test/good                 8"] {
+    for line in [
+        "train/good               20",
+        "test/crack                2",
+        "test/good                 8",
+    ] {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }
-    assert!(text.contains("40x40") && text.contains("no problems"), "{text}");
+    assert!(
+        text.contains("40x40") && text.contains("no problems"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -27,7 +42,10 @@ fn truncated_png_is_named_with_nonzero_exit() {
     let out = bpgg(&["data", "inspect", s(&cat)]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("1 problem(s)") && text.contains("test/crack/001.png"), "{text}");
+    assert!(
+        text.contains("1 problem(s)") && text.contains("test/crack/001.png"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -111,14 +111,21 @@ fn parse_tiff(bytes: &[u8]) -> std::result::Result<FloatMap, String> {
     let mut dec = Decoder::new(Cursor::new(bytes))
         .map_err(|e| format!("not a readable TIFF: {e}"))?
         .with_limits(Limits::default());
-    let (w, h) = dec.dimensions().map_err(|e| format!("bad TIFF header: {e}"))?;
-    let color = dec.colortype().map_err(|e| format!("bad TIFF header: {e}"))?;
+    let (w, h) = dec
+        .dimensions()
+        .map_err(|e| format!("bad TIFF header: {e}"))?;
+    let color = dec
+        .colortype()
+        .map_err(|e| format!("bad TIFF header: {e}"))?;
     if !matches!(color, tiff::ColorType::Gray(_)) {
         return Err(format!(
             "anomaly map must be single-channel, this TIFF is {color:?}"
         ));
     }
-    let data = match dec.read_image().map_err(|e| format!("cannot decode TIFF: {e}"))? {
+    let data = match dec
+        .read_image()
+        .map_err(|e| format!("cannot decode TIFF: {e}"))?
+    {
         DecodingResult::F32(v) => v,
         DecodingResult::F64(v) => v.into_iter().map(|x| x as f32).collect(),
         other => {
@@ -148,7 +155,7 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<FloatMap, String> {
         return Err("not a .npy file (bad magic)".into());
     }
     let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 if bytes.len() >= 12 => (
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
@@ -161,7 +168,12 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<FloatMap, String> {
     let header = std::str::from_utf8(header).map_err(|_| "non-text .npy header")?;
     let field = |key: &str| -> Option<&str> {
         let i = header.find(&format!("'{key}'"))?;
-        Some(header[i + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start())
+        Some(
+            header[i + key.len() + 2..]
+                .trim_start()
+                .strip_prefix(':')?
+                .trim_start(),
+        )
     };
     let descr = field("descr").ok_or("npy header has no 'descr'")?;
     let elem = if descr.starts_with("'<f4'") {
@@ -186,7 +198,10 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<FloatMap, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad npy shape ({inner})")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad npy shape ({inner})"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     let (h, w) = match dims.as_slice() {
         [h, w] | [1, h, w] | [h, w, 1] => (*h, *w),
@@ -244,7 +259,10 @@ mod tests {
         let err = FloatMap::read(&t).unwrap_err().to_string();
         assert!(err.contains("a.tiff"), "{err}");
         // No temp files left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 }

@@ -27,7 +27,11 @@ pub struct FolderDataset {
 impl FolderDataset {
     /// Reads the folders. `masks` is required when `defects` is given. Every defect image needs a
     /// mask with the same stem, and every mask an image.
-    pub fn open(defects: Option<&Path>, masks: Option<&Path>, normal: Option<&Path>) -> Result<Self> {
+    pub fn open(
+        defects: Option<&Path>,
+        masks: Option<&Path>,
+        normal: Option<&Path>,
+    ) -> Result<Self> {
         let mut out = Self::default();
         if let Some(dir) = defects {
             let masks_dir = masks.ok_or_else(|| {
@@ -45,7 +49,10 @@ impl FolderDataset {
                 let mask = masks.get(&stem).cloned().ok_or_else(|| {
                     Error::invalid_data(
                         &image,
-                        format!("defect image has no mask named {stem}.png in {}", masks_dir.display()),
+                        format!(
+                            "defect image has no mask named {stem}.png in {}",
+                            masks_dir.display()
+                        ),
                     )
                 })?;
                 out.defects.push(Sample {
@@ -59,7 +66,10 @@ impl FolderDataset {
                 if !out.defects.iter().any(|s| &s.stem == stem) {
                     return Err(Error::invalid_data(
                         path,
-                        format!("mask for an unknown image (no {stem}.* in {})", dir.display()),
+                        format!(
+                            "mask for an unknown image (no {stem}.* in {})",
+                            dir.display()
+                        ),
                     ));
                 }
             }

@@ -62,7 +62,11 @@ impl Mask {
 
     /// As a gray image with 0 / 255.
     pub fn to_gray(&self) -> GrayImage {
-        let raw = self.pixels.iter().map(|&d| if d { 255 } else { 0 }).collect();
+        let raw = self
+            .pixels
+            .iter()
+            .map(|&d| if d { 255 } else { 0 })
+            .collect();
         GrayImage::from_raw(self.width, self.height, raw).expect("mask buffer matches its size")
     }
 
@@ -84,10 +88,12 @@ impl Mask {
 /// Reads the size of an image from its header without decoding the pixels.
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     let reader = open_reader(path)?;
-    reader.into_dimensions().map_err(|source| Error::ImageDecode {
-        path: path.to_path_buf(),
-        source,
-    })
+    reader
+        .into_dimensions()
+        .map_err(|source| Error::ImageDecode {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Decodes an image file as 8-bit RGB.
@@ -148,14 +154,19 @@ fn decode(path: &Path, limits: ImageLimits) -> Result<image::DynamicImage> {
     }
     let (w, h) = {
         let probe = open_reader(path)?;
-        probe.into_dimensions().map_err(|source| Error::ImageDecode {
-            path: path.to_path_buf(),
-            source,
-        })?
+        probe
+            .into_dimensions()
+            .map_err(|source| Error::ImageDecode {
+                path: path.to_path_buf(),
+                source,
+            })?
     };
     let pixels = u64::from(w) * u64::from(h);
     if pixels == 0 {
-        return Err(Error::invalid_data(path, format!("image has no pixels ({w}x{h})")));
+        return Err(Error::invalid_data(
+            path,
+            format!("image has no pixels ({w}x{h})"),
+        ));
     }
     if pixels > limits.max_pixels {
         return Err(Error::invalid_data(
@@ -192,23 +203,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.png");
         std::fs::write(&empty, b"").unwrap();
-        let err = load_rgb(&empty, ImageLimits::default()).unwrap_err().to_string();
-        assert!(err.contains("empty.png") && err.contains("0 bytes"), "{err}");
+        let err = load_rgb(&empty, ImageLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("empty.png") && err.contains("0 bytes"),
+            "{err}"
+        );
 
         let garbage = dir.path().join("garbage.png");
         std::fs::write(&garbage, b"this is not an image at all").unwrap();
-        let err = load_rgb(&garbage, ImageLimits::default()).unwrap_err().to_string();
-        assert!(err.contains("garbage.png") && err.contains("supported format"), "{err}");
+        let err = load_rgb(&garbage, ImageLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("garbage.png") && err.contains("supported format"),
+            "{err}"
+        );
 
         let good = dir.path().join("good.png");
-        RgbImage::from_pixel(32, 32, image::Rgb([10, 20, 30])).save(&good).unwrap();
+        RgbImage::from_pixel(32, 32, image::Rgb([10, 20, 30]))
+            .save(&good)
+            .unwrap();
         let bytes = std::fs::read(&good).unwrap();
         let cut = dir.path().join("cut.png");
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-        let err = load_rgb(&cut, ImageLimits::default()).unwrap_err().to_string();
+        let err = load_rgb(&cut, ImageLimits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cut.png"), "{err}");
 
-        let err = load_rgb(&good, ImageLimits { max_pixels: 100 }).unwrap_err().to_string();
+        let err = load_rgb(&good, ImageLimits { max_pixels: 100 })
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("more than the limit"), "{err}");
 
         let mask = dir.path().join("m.png");
@@ -216,6 +243,9 @@ mod tests {
         let err = load_mask(&mask, Some((32, 32)), ImageLimits::default())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("m.png: mask is 16x16 but its image is 32x32"), "{err}");
+        assert!(
+            err.contains("m.png: mask is 16x16 but its image is 32x32"),
+            "{err}"
+        );
     }
 }

@@ -51,7 +51,11 @@ pub struct CategoryReport {
 
 /// Inspects a data-set root or one category folder: decodes every image and mask.
 /// `progress` is called once per file checked.
-pub fn inspect(path: &Path, limits: ImageLimits, mut progress: impl FnMut()) -> Result<Vec<CategoryReport>> {
+pub fn inspect(
+    path: &Path,
+    limits: ImageLimits,
+    mut progress: impl FnMut(),
+) -> Result<Vec<CategoryReport>> {
     let mut reports = Vec::new();
     for dir in list_categories(path)? {
         let (category, mut problems) = MvtecCategory::scan(&dir)?;
@@ -89,7 +93,12 @@ pub fn count_files(path: &Path) -> Result<usize> {
     Ok(n)
 }
 
-fn inspect_sample(sample: &Sample, limits: ImageLimits, stats: &mut FolderStats, problems: &mut Vec<crate::Error>) {
+fn inspect_sample(
+    sample: &Sample,
+    limits: ImageLimits,
+    stats: &mut FolderStats,
+    problems: &mut Vec<crate::Error>,
+) {
     let (img, channels) = match load_rgb_with_channels(&sample.image, limits) {
         Ok(x) => x,
         Err(e) => {
@@ -100,8 +109,16 @@ fn inspect_sample(sample: &Sample, limits: ImageLimits, stats: &mut FolderStats,
     let size = img.dimensions();
     stats.images += 1;
     stats.channels.insert(channels);
-    stats.min_size = Some(stats.min_size.map_or(size, |(w, h)| (w.min(size.0), h.min(size.1))));
-    stats.max_size = Some(stats.max_size.map_or(size, |(w, h)| (w.max(size.0), h.max(size.1))));
+    stats.min_size = Some(
+        stats
+            .min_size
+            .map_or(size, |(w, h)| (w.min(size.0), h.min(size.1))),
+    );
+    stats.max_size = Some(
+        stats
+            .max_size
+            .map_or(size, |(w, h)| (w.max(size.0), h.max(size.1))),
+    );
     if let Some(mask_path) = &sample.mask {
         match load_mask(mask_path, Some(size), limits) {
             Ok(mask) if mask.defect_pixels() == 0 => problems.push(crate::Error::invalid_data(

@@ -109,7 +109,11 @@ struct Surface {
 impl Surface {
     fn new(rng: &mut SplitMix64) -> Self {
         let g = rng.range_f32(90.0, 150.0);
-        let base = [g + rng.range_f32(-15.0, 15.0), g, g + rng.range_f32(-15.0, 15.0)];
+        let base = [
+            g + rng.range_f32(-15.0, 15.0),
+            g,
+            g + rng.range_f32(-15.0, 15.0),
+        ];
         let gratings = (0..3)
             .map(|_| {
                 let angle = rng.range_f32(0.0, std::f32::consts::PI);
@@ -172,7 +176,7 @@ pub fn paint_defect(image: &mut RgbImage, kind: DefectKind, rng: &mut SplitMix64
     let (w, h) = image.dimensions();
     let mut mask = Mask::empty(w, h);
     let s = w.min(h) as f32;
-    let mut mark = |mask: &mut Mask, x: f32, y: f32| {
+    let mark = |mask: &mut Mask, x: f32, y: f32| {
         if x >= 0.0 && y >= 0.0 && (x as u32) < w && (y as u32) < h {
             mask.pixels[(y as u32 * w + x as u32) as usize] = true;
         }
@@ -215,7 +219,9 @@ pub fn paint_defect(image: &mut RgbImage, kind: DefectKind, rng: &mut SplitMix64
             let rot = rng.range_f32(0.0, std::f32::consts::PI);
             // Stains get a wobbly outline: radius modulated by a few harmonics.
             let wobble: Vec<(f32, f32)> = if kind == DefectKind::Stain {
-                (2..5).map(|k| (k as f32, rng.range_f32(0.05, 0.2))).collect()
+                (2..5)
+                    .map(|k| (k as f32, rng.range_f32(0.05, 0.2)))
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -227,7 +233,11 @@ pub fn paint_defect(image: &mut RgbImage, kind: DefectKind, rng: &mut SplitMix64
                         -px * rot.sin() + py * rot.cos(),
                     );
                     let theta = v.atan2(u);
-                    let scale = 1.0 + wobble.iter().map(|(k, a)| a * (k * theta).sin()).sum::<f32>();
+                    let scale = 1.0
+                        + wobble
+                            .iter()
+                            .map(|(k, a)| a * (k * theta).sin())
+                            .sum::<f32>();
                     if (u / rx).powi(2) + (v / ry).powi(2) <= scale * scale {
                         mark(&mut mask, x as f32, y as f32);
                     }
@@ -271,29 +281,44 @@ pub fn write_synthetic_dataset(out: &Path, config: &SynthConfig) -> Result<PathB
     let save_rgb = |img: &RgbImage, path: PathBuf| -> Result<()> {
         let parent = path.parent().expect("file has a folder");
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        img.save(&path).map_err(|source| Error::ImageDecode { path, source })
+        img.save(&path)
+            .map_err(|source| Error::ImageDecode { path, source })
     };
     let save_gray = |img: &GrayImage, path: PathBuf| -> Result<()> {
         let parent = path.parent().expect("file has a folder");
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        img.save(&path).map_err(|source| Error::ImageDecode { path, source })
+        img.save(&path)
+            .map_err(|source| Error::ImageDecode { path, source })
     };
     for i in 0..config.train_good {
         let img = surface.render(config.size, &mut rng);
-        save_rgb(&img, dir.join("train").join(GOOD).join(format!("{i:03}.png")))?;
+        save_rgb(
+            &img,
+            dir.join("train").join(GOOD).join(format!("{i:03}.png")),
+        )?;
     }
     for i in 0..config.test_good {
         let img = surface.render(config.size, &mut rng);
-        save_rgb(&img, dir.join("test").join(GOOD).join(format!("{i:03}.png")))?;
+        save_rgb(
+            &img,
+            dir.join("test").join(GOOD).join(format!("{i:03}.png")),
+        )?;
     }
     for kind in &config.kinds {
         for i in 0..config.per_type {
             let mut img = surface.render(config.size, &mut rng);
             let mask = paint_defect(&mut img, *kind, &mut rng);
-            save_rgb(&img, dir.join("test").join(kind.name()).join(format!("{i:03}.png")))?;
+            save_rgb(
+                &img,
+                dir.join("test")
+                    .join(kind.name())
+                    .join(format!("{i:03}.png")),
+            )?;
             save_gray(
                 &mask.to_gray(),
-                dir.join("ground_truth").join(kind.name()).join(format!("{i:03}_mask.png")),
+                dir.join("ground_truth")
+                    .join(kind.name())
+                    .join(format!("{i:03}_mask.png")),
             )?;
         }
     }

@@ -24,7 +24,12 @@ pub fn resize_mask(mask: &Mask, width: u32, height: u32) -> Mask {
     if (mask.width, mask.height) == (width, height) {
         return mask.clone();
     }
-    Mask::from_gray(&imageops::resize(&mask.to_gray(), width, height, FilterType::Nearest))
+    Mask::from_gray(&imageops::resize(
+        &mask.to_gray(),
+        width,
+        height,
+        FilterType::Nearest,
+    ))
 }
 
 /// Crops the centre `width x height` of an image (clamped to the image).
@@ -43,7 +48,11 @@ pub fn center_crop(image: &RgbImage, width: u32, height: u32) -> RgbImage {
 pub fn image_to_tensor(image: &RgbImage, device: &Device) -> Result<Tensor> {
     let (w, h) = (image.width() as usize, image.height() as usize);
     let hwc = Tensor::from_vec(
-        image.as_raw().iter().map(|&v| f32::from(v)).collect::<Vec<f32>>(),
+        image
+            .as_raw()
+            .iter()
+            .map(|&v| f32::from(v))
+            .collect::<Vec<f32>>(),
         (h, w, 3),
         device,
     )?;
@@ -67,7 +76,11 @@ pub fn images_to_batch(images: &[RgbImage], device: &Device) -> Result<Tensor> {
 /// # Shapes
 /// - returns `(1, height, width)`.
 pub fn mask_to_tensor(mask: &Mask, device: &Device) -> Result<Tensor> {
-    let data: Vec<f32> = mask.pixels.iter().map(|&d| f32::from(u8::from(d))).collect();
+    let data: Vec<f32> = mask
+        .pixels
+        .iter()
+        .map(|&d| f32::from(u8::from(d)))
+        .collect();
     Ok(Tensor::from_vec(
         data,
         (1, mask.height as usize, mask.width as usize),
@@ -100,7 +113,10 @@ mod tests {
         let img = RgbImage::from_fn(2, 1, |x, _| image::Rgb([x as u8, 10, 20]));
         let t = image_to_tensor(&img, &Device::Cpu).unwrap();
         assert_eq!(t.dims(), &[3, 1, 2]);
-        assert_eq!(t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0., 1., 10., 10., 20., 20.]);
+        assert_eq!(
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![0., 1., 10., 10., 20., 20.]
+        );
         let c = center_crop(&RgbImage::new(10, 6), 4, 4);
         assert_eq!(c.dimensions(), (4, 4));
     }

@@ -130,14 +130,19 @@ impl Summary {
         let mean = |f: &dyn Fn(&MetricValues) -> f64| {
             self.per_type.values().map(f).sum::<f64>() / n as f64
         };
-        let image: Vec<f64> = self.per_type.values().filter_map(|m| m.image_auroc).collect();
+        let image: Vec<f64> = self
+            .per_type
+            .values()
+            .filter_map(|m| m.image_auroc)
+            .collect();
         Some(MetricValues {
             pixel_auroc: mean(&|m| m.pixel_auroc),
             aupro: mean(&|m| m.aupro),
             pixel_ap: mean(&|m| m.pixel_ap),
             f1_max: mean(&|m| m.f1_max),
             f1_threshold: mean(&|m| m.f1_threshold),
-            image_auroc: (!image.is_empty()).then(|| image.iter().sum::<f64>() / image.len() as f64),
+            image_auroc: (!image.is_empty())
+                .then(|| image.iter().sum::<f64>() / image.len() as f64),
             images: self.per_type.values().map(|m| m.images).max().unwrap_or(0),
         })
     }
