@@ -52,9 +52,11 @@ pub(crate) enum Value {
     None,
     Bool(bool),
     Int(i128),
-    Float(f64),
+    /// A float (state dicts only carry them as hyper-parameters, which we skip).
+    Float,
     Str(Rc<str>),
-    Bytes(Rc<[u8]>),
+    /// A bytes object (skipped like floats).
+    Bytes,
     /// A dict, list or tuple in the arena (pickle containers are shared by reference).
     Obj(ObjId),
     Global(Global),
@@ -278,8 +280,8 @@ impl<'a> Machine<'a> {
     }
 
     fn push_bytes(&mut self, len: usize) -> PResult<()> {
-        let bytes = Rc::from(self.take(len)?);
-        self.push(Value::Bytes(bytes))
+        self.take(len)?;
+        self.push(Value::Bytes)
     }
 
     fn push_long(&mut self, len: usize) -> PResult<()> {
@@ -410,8 +412,8 @@ impl<'a> Machine<'a> {
                 self.push_long(len)?;
             }
             b'G' => {
-                let v = f64::from_be_bytes(self.take_array()?);
-                self.push(Value::Float(v))?;
+                self.take(8)?;
+                self.push(Value::Float)?;
             }
             b'X' => {
                 let len = self.u32_le()? as usize;

@@ -27,8 +27,8 @@ pub(crate) fn load_zip(path: &Path, data: &[u8]) -> Result<StateDict> {
 
     let pickles: Vec<String> = archive
         .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
         .filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
-        .map(str::to_string)
         .collect();
     let pickle_name = match pickles.as_slice() {
         [one] => one.clone(),
