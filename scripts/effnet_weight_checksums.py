@@ -58,7 +58,7 @@ def main():
         weights = (np.arange(v.size) % 7 + 1).astype(np.float64)
         shape = ", ".join(str(s) for s in t.size)
         print(f'    ("{name}", &[{shape}], {float(v.sum())!r}, {float((v * weights).sum())!r}, '
-              f'{float(np.float32(v[0]))!r}_f32),')
+              f'{np.format_float_positional(np.float32(v[0]), unique=True, trim="0")}_f32),')
     print("]")
 
 

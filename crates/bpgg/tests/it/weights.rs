@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use bpgg::backbone::weights::{
-    import_weights, is_efficientnet_lite0_trunk_key, load_state_dict,
-    load_state_dict_with_format, CheckpointFormat, StateDict,
+    import_weights, is_efficientnet_lite0_trunk_key, load_state_dict, load_state_dict_with_format,
+    CheckpointFormat, StateDict,
 };
 use bpgg::Error;
 use candle_core::{DType, Device, Tensor};
@@ -40,7 +40,14 @@ fn check_tiny(sd: &StateDict) -> Result<()> {
     let keys: Vec<&str> = sd.keys().collect();
     assert_eq!(
         keys,
-        ["conv.weight", "shared.a", "shared.b", "half.w", "bn.num_batches_tracked", "bn.weight"]
+        [
+            "conv.weight",
+            "shared.a",
+            "shared.b",
+            "half.w",
+            "bn.num_batches_tracked",
+            "bn.weight"
+        ]
     );
     let conv = sd.get("conv.weight").expect("conv.weight");
     assert_eq!(conv.dims(), [2, 3, 1, 2]);
@@ -65,7 +72,10 @@ fn check_tiny(sd: &StateDict) -> Result<()> {
     assert_eq!(count.dtype(), DType::I64);
     assert_eq!(count.dims(), [] as [usize; 0]);
     assert_eq!(count.to_scalar::<i64>()?, 7);
-    assert_eq!(values(sd.get("bn.weight").expect("bn.weight"))?, [1.5, -2.5]);
+    assert_eq!(
+        values(sd.get("bn.weight").expect("bn.weight"))?,
+        [1.5, -2.5]
+    );
     Ok(())
 }
 
@@ -167,7 +177,11 @@ fn flipped_bytes_never_panic() -> Result<()> {
             errors += 1;
         }
     }
-    assert!(errors > data.len() / 2, "only {errors} of {} corruptions detected", data.len());
+    assert!(
+        errors > data.len() / 2,
+        "only {errors} of {} corruptions detected",
+        data.len()
+    );
     Ok(())
 }
 
@@ -175,11 +189,17 @@ fn flipped_bytes_never_panic() -> Result<()> {
 fn out_of_bounds_views_and_huge_sizes_are_refused() {
     let path = fixture("offset_out_of_bounds.pth");
     let problem = weights_problem(load_state_dict(&path), &path);
-    assert!(problem.contains("reaches element 4 of a storage of 4 elements"), "{problem}");
+    assert!(
+        problem.contains("reaches element 4 of a storage of 4 elements"),
+        "{problem}"
+    );
 
     let path = fixture("huge_numel.pth");
     let problem = weights_problem(load_state_dict(&path), &path);
-    assert!(problem.contains("declares 1152921504606846976 elements"), "{problem}");
+    assert!(
+        problem.contains("declares 1152921504606846976 elements"),
+        "{problem}"
+    );
 }
 
 #[test]
@@ -232,8 +252,14 @@ fn import_round_trips_through_safetensors() -> Result<()> {
 fn state_dict_helpers_and_var_builder() -> Result<()> {
     let sd = load_state_dict(&fixture("tiny_zip.pth"))?;
     assert_eq!(sd.len(), 6);
-    assert_eq!(sd.filter_prefix("shared.").keys().collect::<Vec<_>>(), ["shared.a", "shared.b"]);
-    assert_eq!(sd.strip_prefix("bn.").keys().collect::<Vec<_>>(), ["num_batches_tracked", "weight"]);
+    assert_eq!(
+        sd.filter_prefix("shared.").keys().collect::<Vec<_>>(),
+        ["shared.a", "shared.b"]
+    );
+    assert_eq!(
+        sd.strip_prefix("bn.").keys().collect::<Vec<_>>(),
+        ["num_batches_tracked", "weight"]
+    );
     let renamed = sd.clone().rename(|k| format!("model.{k}"))?;
     assert!(renamed.get("model.conv.weight").is_some());
     assert!(sd.clone().rename(|_| "same".to_string()).is_err());
@@ -241,16 +267,30 @@ fn state_dict_helpers_and_var_builder() -> Result<()> {
     let vb = sd.to_var_builder(DType::F32, &Device::Cpu);
     let w = vb.pp("bn").get(2, "weight")?;
     assert_eq!(values(&w)?, [1.5, -2.5]);
-    assert!(vb.pp("bn").get(3, "weight").is_err(), "shape mismatch must be an error");
+    assert!(
+        vb.pp("bn").get(3, "weight").is_err(),
+        "shape mismatch must be an error"
+    );
     Ok(())
 }
 
 #[test]
 fn efficientnet_trunk_filter() {
-    for name in ["_conv_stem.weight", "_bn0.running_var", "_blocks.0._bn1.bias", "_blocks.10._project_conv.weight"] {
+    for name in [
+        "_conv_stem.weight",
+        "_bn0.running_var",
+        "_blocks.0._bn1.bias",
+        "_blocks.10._project_conv.weight",
+    ] {
         assert!(is_efficientnet_lite0_trunk_key(name), "{name}");
     }
-    for name in ["_blocks.11._expand_conv.weight", "_conv_head.weight", "_bn1.weight", "_fc.bias", "_blocks.x.y"] {
+    for name in [
+        "_blocks.11._expand_conv.weight",
+        "_conv_head.weight",
+        "_bn1.weight",
+        "_fc.bias",
+        "_blocks.x.y",
+    ] {
         assert!(!is_efficientnet_lite0_trunk_key(name), "{name}");
     }
 }
@@ -278,9 +318,16 @@ fn real_efficientnet_lite0_checkpoint_matches_reference() -> Result<()> {
         assert_eq!(t.dims(), shape, "{name}");
         let v: Vec<f64> = values(t)?.into_iter().map(f64::from).collect();
         let got_sum: f64 = v.iter().sum();
-        let got_weighted: f64 = v.iter().enumerate().map(|(i, x)| x * ((i % 7) + 1) as f64).sum();
+        let got_weighted: f64 = v
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x * ((i % 7) + 1) as f64)
+            .sum();
         let tol = 1e-6 * v.iter().map(|x| x.abs()).sum::<f64>().max(1.0);
-        assert!((got_sum - sum).abs() <= tol, "{name}: sum {got_sum} vs {sum}");
+        assert!(
+            (got_sum - sum).abs() <= tol,
+            "{name}: sum {got_sum} vs {sum}"
+        );
         assert!(
             (got_weighted - weighted).abs() <= 8.0 * tol,
             "{name}: weighted sum {got_weighted} vs {weighted} (layout scrambled?)"

@@ -30,7 +30,11 @@ pub(crate) fn build_state_dict(
     let bad = |problem: String| Error::invalid_weights(path, problem);
     let root = match unpickled.root {
         Value::Obj(id) if matches!(unpickled.arena[id], Obj::Dict(_)) => id,
-        Value::Tensor(_) => return Err(bad("the checkpoint holds a single tensor, not a state dict".into())),
+        Value::Tensor(_) => {
+            return Err(bad(
+                "the checkpoint holds a single tensor, not a state dict".into(),
+            ))
+        }
         _ => return Err(bad("the checkpoint's top-level object is not a dict".into())),
     };
     let mut leaves = Vec::new();
@@ -50,7 +54,11 @@ pub(crate) fn build_state_dict(
         materialised = numel
             .and_then(|n| materialised.checked_add(n))
             .ok_or_else(|| bad(format!("{name}: tensor size overflows")))?;
-        if materialised > stored.saturating_mul(MAX_MATERIALISED_PER_STORED).max(1 << 20) {
+        if materialised
+            > stored
+                .saturating_mul(MAX_MATERIALISED_PER_STORED)
+                .max(1 << 20)
+        {
             return Err(bad(format!(
                 "tensors claim {materialised} elements from storages holding only {stored}"
             )));
@@ -90,7 +98,9 @@ fn flatten(
     leaves: &mut Vec<(String, usize)>,
 ) -> std::result::Result<(), String> {
     if depth >= MAX_DICT_NESTING {
-        return Err(format!("dicts nested deeper than {MAX_DICT_NESTING} levels"));
+        return Err(format!(
+            "dicts nested deeper than {MAX_DICT_NESTING} levels"
+        ));
     }
     if !visited.insert(dict) {
         return Err("the same dict appears twice in the checkpoint".into());
@@ -104,7 +114,11 @@ fn flatten(
             Value::Int(i) => i.to_string(),
             _ => continue,
         };
-        let name = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+        let name = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
         match value {
             Value::Tensor(index) => leaves.push((name, *index)),
             Value::Obj(id) if matches!(unpickled.arena[*id], Obj::Dict(_)) => {

@@ -35,7 +35,9 @@ pub(crate) fn load_legacy(path: &Path, data: &[u8]) -> Result<StateDict> {
 
     let magic = plain(&mut pos, "magic number")?;
     if !matches!(magic.root, Value::Int(LEGACY_MAGIC)) {
-        return Err(bad("a pickle, but not a torch checkpoint (no torch magic number)".into()));
+        return Err(bad(
+            "a pickle, but not a torch checkpoint (no torch magic number)".into(),
+        ));
     }
     let protocol = plain(&mut pos, "protocol version")?;
     if !matches!(protocol.root, Value::Int(LEGACY_PROTOCOL)) {
@@ -43,13 +45,16 @@ pub(crate) fn load_legacy(path: &Path, data: &[u8]) -> Result<StateDict> {
     }
     let sys_info = plain(&mut pos, "sys_info")?;
     if is_big_endian(&sys_info) {
-        return Err(bad("checkpoint was written on a big-endian machine; not supported".into()));
+        return Err(bad(
+            "checkpoint was written on a big-endian machine; not supported".into(),
+        ));
     }
 
     let main = unpickle(data, &mut pos, PickleMode::StateDict, file_len)
         .map_err(|e| bad(format!("state dict: {e}")))?;
     let keys = plain(&mut pos, "storage key list")?;
-    let keys = string_list(&keys).ok_or_else(|| bad("storage key list is not a list of strings".into()))?;
+    let keys = string_list(&keys)
+        .ok_or_else(|| bad("storage key list is not a list of strings".into()))?;
 
     let mut storage_bytes: HashMap<String, Cow<'_, [u8]>> = HashMap::new();
     for key in keys {
@@ -75,7 +80,10 @@ pub(crate) fn load_legacy(path: &Path, data: &[u8]) -> Result<StateDict> {
             .checked_add(len)
             .and_then(|end| data.get(header_end..end))
             .ok_or_else(|| bad(format!("truncated inside the data of storage {key}")))?;
-        if storage_bytes.insert(key.clone(), Cow::Borrowed(bytes)).is_some() {
+        if storage_bytes
+            .insert(key.clone(), Cow::Borrowed(bytes))
+            .is_some()
+        {
             return Err(bad(format!("storage {key} is listed twice")));
         }
         pos = header_end + len;

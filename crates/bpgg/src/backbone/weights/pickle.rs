@@ -539,7 +539,8 @@ impl<'a> Machine<'a> {
                 // OrderedDict (or an empty state). The state is data we do not need.
                 let state = self.pop()?;
                 let target = self.top()?;
-                let target_is_dict = matches!(target, Value::Obj(id) if matches!(self.arena[*id], Obj::Dict(_)));
+                let target_is_dict =
+                    matches!(target, Value::Obj(id) if matches!(self.arena[*id], Obj::Dict(_)));
                 let state_ok = match &state {
                     Value::None => true,
                     Value::Obj(id) => matches!(self.arena[*id], Obj::Dict(_) | Obj::Tuple(_)),
@@ -647,13 +648,17 @@ impl<'a> Machine<'a> {
         if let Some(&index) = self.storage_keys.get(&(key.clone(), view)) {
             let known = &self.storages[index];
             if known.dtype != dtype || known.numel != numel {
-                return Err(format!("storage {key} is declared twice with different types"));
+                return Err(format!(
+                    "storage {key} is declared twice with different types"
+                ));
             }
             return Ok(Value::Storage(index));
         }
         if let Some(other) = self.storages.iter().find(|s| s.key == key) {
             if other.dtype != dtype || other.numel != numel {
-                return Err(format!("storage {key} is declared twice with different types"));
+                return Err(format!(
+                    "storage {key} is declared twice with different types"
+                ));
             }
         }
         self.storages.push(storage);
@@ -675,7 +680,11 @@ impl<'a> Machine<'a> {
                 Ok(self.new_obj(Obj::Dict(Vec::new())))
             }
             Global::RebuildTensorV2 | Global::RebuildTensor => {
-                let expected = if g == Global::RebuildTensor { 4..=4 } else { 6..=7 };
+                let expected = if g == Global::RebuildTensor {
+                    4..=4
+                } else {
+                    6..=7
+                };
                 if !expected.contains(&args.len()) {
                     return Err(format!("tensor rebuild with {} arguments", args.len()));
                 }

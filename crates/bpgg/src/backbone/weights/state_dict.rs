@@ -23,7 +23,9 @@ impl StateDict {
         let mut seen = HashSet::new();
         for (name, _) in &tensors {
             if !seen.insert(name.as_str()) {
-                return Err(Error::InvalidConfig(format!("tensor name {name} appears twice")));
+                return Err(Error::InvalidConfig(format!(
+                    "tensor name {name} appears twice"
+                )));
             }
         }
         Ok(Self { tensors })
@@ -134,18 +136,37 @@ impl RawView {
     fn new(tensor: &Tensor) -> Result<Self> {
         let flat = tensor.flatten_all()?;
         let (dtype, data) = match tensor.dtype() {
-            DType::F32 => (safetensors::Dtype::F32, le_bytes(flat.to_vec1::<f32>()?, f32::to_le_bytes)),
-            DType::F64 => (safetensors::Dtype::F64, le_bytes(flat.to_vec1::<f64>()?, f64::to_le_bytes)),
-            DType::I64 => (safetensors::Dtype::I64, le_bytes(flat.to_vec1::<i64>()?, i64::to_le_bytes)),
-            DType::U32 => (safetensors::Dtype::U32, le_bytes(flat.to_vec1::<u32>()?, u32::to_le_bytes)),
+            DType::F32 => (
+                safetensors::Dtype::F32,
+                le_bytes(flat.to_vec1::<f32>()?, f32::to_le_bytes),
+            ),
+            DType::F64 => (
+                safetensors::Dtype::F64,
+                le_bytes(flat.to_vec1::<f64>()?, f64::to_le_bytes),
+            ),
+            DType::I64 => (
+                safetensors::Dtype::I64,
+                le_bytes(flat.to_vec1::<i64>()?, i64::to_le_bytes),
+            ),
+            DType::U32 => (
+                safetensors::Dtype::U32,
+                le_bytes(flat.to_vec1::<u32>()?, u32::to_le_bytes),
+            ),
             DType::U8 => (safetensors::Dtype::U8, flat.to_vec1::<u8>()?),
             // Half types (only in hand-built state dicts: loaders give F32) are widened.
             _ => {
                 let f = flat.to_dtype(DType::F32)?;
-                (safetensors::Dtype::F32, le_bytes(f.to_vec1::<f32>()?, f32::to_le_bytes))
+                (
+                    safetensors::Dtype::F32,
+                    le_bytes(f.to_vec1::<f32>()?, f32::to_le_bytes),
+                )
             }
         };
-        Ok(Self { dtype, shape: tensor.dims().to_vec(), data })
+        Ok(Self {
+            dtype,
+            shape: tensor.dims().to_vec(),
+            data,
+        })
     }
 }
 

@@ -32,14 +32,20 @@ pub(crate) fn load_zip(path: &Path, data: &[u8]) -> Result<StateDict> {
         .collect();
     let pickle_name = match pickles.as_slice() {
         [one] => one.clone(),
-        [] => return Err(bad("zip has no <archive>/data.pkl: not a torch checkpoint".into())),
+        [] => {
+            return Err(bad(
+                "zip has no <archive>/data.pkl: not a torch checkpoint".into()
+            ))
+        }
         _ => return Err(bad("zip has several <archive>/data.pkl entries".into())),
     };
     let prefix = pickle_name.trim_end_matches("data.pkl").to_string();
 
     if let Ok(order) = read_entry(&mut archive, &format!("{prefix}byteorder"), 16) {
         if order.trim_ascii() != b"little" {
-            return Err(bad("checkpoint was written big-endian; not supported".into()));
+            return Err(bad(
+                "checkpoint was written big-endian; not supported".into()
+            ));
         }
     }
     let pickle = read_entry(&mut archive, &pickle_name, file_len).map_err(bad)?;
