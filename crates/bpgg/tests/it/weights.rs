@@ -336,3 +336,54 @@ fn real_efficientnet_lite0_checkpoint_matches_reference() -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes the legacy header pickles of `hostile_os_system.pth`, then `main`, then an empty
+/// storage-key list, to a temp file.
+fn legacy_with_main_pickle(dir: &Path, name: &str, main: &[u8]) -> Result<PathBuf> {
+    let hostile = std::fs::read(fixture("hostile_os_system.pth"))?;
+    let start = hostile
+        .windows(5)
+        .position(|w| w == b"\x80\x02cos")
+        .expect("the os.system pickle follows the header pickles");
+    let mut data = hostile[..start].to_vec();
+    data.extend_from_slice(main);
+    data.extend_from_slice(b"\x80\x02].");
+    let path = dir.join(name);
+    std::fs::write(&path, data)?;
+    Ok(path)
+}
+
+#[test]
+fn hostile_pickle_structures_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cases: [(&str, &[u8], &str); 5] = [
+        // d = {}; d["a"] = d; d["b"] = d: a self-referencing dict (cycles, exponential blow-up).
+        (
+            "cycle",
+            b"\x80\x02}q\x00(X\x01\x00\x00\x00ah\x00X\x01\x00\x00\x00bh\x00u.",
+            "the same dict appears twice",
+        ),
+        // INST opcode: instantiates classes, never needed.
+        (
+            "inst",
+            b"\x80\x02(iposix\nsystem\n.",
+            "unsupported pickle opcode 0x69",
+        ),
+        // An allow-listed module with a name outside the list.
+        (
+            "torch_load",
+            b"\x80\x02ctorch\nload\nq\x00.",
+            "refusing pickle global torch.load",
+        ),
+        // SETITEM on an empty stack.
+        ("underflow", b"\x80\x02s.", "empty stack"),
+        // A string that claims 4 GiB.
+        ("long_string", b"\x80\x02X\xff\xff\xff\xffabc.", "truncated"),
+    ];
+    for (name, pickle, expected) in cases {
+        let path = legacy_with_main_pickle(dir.path(), name, pickle)?;
+        let problem = weights_problem(load_state_dict(&path), &path);
+        assert!(problem.contains(expected), "{name}: {problem}");
+    }
+    Ok(())
+}
