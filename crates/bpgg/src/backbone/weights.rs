@@ -1,1 +1,0 @@
-//! Weight-file import (placeholder).

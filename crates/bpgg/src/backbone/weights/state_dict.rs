@@ -1,0 +1,217 @@
+//! [`StateDict`]: an ordered list of named tensors, as a checkpoint holds them.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::{Error, Result};
+
+/// Named tensors in checkpoint order, on the CPU, each contiguous in row-major layout
+/// (conv kernels are OIHW whatever strides the source file stored them with).
+#[derive(Debug, Clone, Default)]
+pub struct StateDict {
+    tensors: Vec<(String, Tensor)>,
+}
+
+impl StateDict {
+    /// Builds a state dict; fails if a name appears twice.
+    pub fn new(tensors: Vec<(String, Tensor)>) -> Result<Self> {
+        let mut seen = HashSet::new();
+        for (name, _) in &tensors {
+            if !seen.insert(name.as_str()) {
+                return Err(Error::InvalidConfig(format!(
+                    "tensor name {name} appears twice"
+                )));
+            }
+        }
+        Ok(Self { tensors })
+    }
+
+    /// For loaders that already checked the names are unique.
+    pub(crate) fn from_vec_unchecked(tensors: Vec<(String, Tensor)>) -> Self {
+        Self { tensors }
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Whether there is no tensor.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Tensor names in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.tensors.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// `(name, tensor)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.tensors.iter().map(|(name, t)| (name.as_str(), t))
+    }
+
+    /// The tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// The tensors whose names satisfy `keep`, in order.
+    pub fn filter(&self, keep: impl Fn(&str) -> bool) -> StateDict {
+        let tensors = self
+            .tensors
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .cloned()
+            .collect();
+        StateDict { tensors }
+    }
+
+    /// The tensors whose names start with `prefix` (names unchanged).
+    pub fn filter_prefix(&self, prefix: &str) -> StateDict {
+        self.filter(|name| name.starts_with(prefix))
+    }
+
+    /// The tensors whose names start with `prefix`, with the prefix removed
+    /// (`strip_prefix("module.")` undoes `DataParallel` names).
+    pub fn strip_prefix(&self, prefix: &str) -> StateDict {
+        let tensors = self
+            .tensors
+            .iter()
+            .filter_map(|(name, t)| Some((name.strip_prefix(prefix)?.to_string(), t.clone())))
+            .collect();
+        StateDict { tensors }
+    }
+
+    /// Renames every tensor with `rename`; fails if two tensors end up with one name.
+    pub fn rename(self, rename: impl Fn(&str) -> String) -> Result<StateDict> {
+        let tensors = self
+            .tensors
+            .into_iter()
+            .map(|(name, t)| (rename(&name), t))
+            .collect();
+        StateDict::new(tensors)
+    }
+
+    /// The tensors by name (for `VarBuilder::from_tensors` and friends).
+    pub fn to_tensor_map(&self) -> HashMap<String, Tensor> {
+        self.tensors.iter().cloned().collect()
+    }
+
+    /// A `VarBuilder` over these tensors: `vb.pp("_blocks").pp(3).get(...)` returns the tensor
+    /// converted to `dtype` on `device`, or an error naming a missing key or a shape mismatch.
+    pub fn to_var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_tensors(self.to_tensor_map(), dtype, device)
+    }
+
+    /// Writes the tensors to a safetensors file, atomically: the data goes to a temporary file
+    /// in the same folder, which is then renamed over `path`, so a crash never leaves a partial
+    /// file behind.
+    pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        let mut views = Vec::with_capacity(self.tensors.len());
+        for (name, tensor) in &self.tensors {
+            views.push((name.as_str(), RawView::new(tensor)?));
+        }
+        let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+        let bytes = safetensors::serialize(views, &metadata).map_err(|e| {
+            Error::invalid_weights(path, format!("cannot serialise safetensors: {e:?}"))
+        })?;
+        write_atomically(path, &bytes)
+    }
+}
+
+/// A tensor's contiguous little-endian bytes, as `safetensors::serialize` wants them.
+struct RawView {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl RawView {
+    fn new(tensor: &Tensor) -> Result<Self> {
+        let flat = tensor.flatten_all()?;
+        let (dtype, data) = match tensor.dtype() {
+            DType::F32 => (
+                safetensors::Dtype::F32,
+                le_bytes(flat.to_vec1::<f32>()?, f32::to_le_bytes),
+            ),
+            DType::F64 => (
+                safetensors::Dtype::F64,
+                le_bytes(flat.to_vec1::<f64>()?, f64::to_le_bytes),
+            ),
+            DType::I64 => (
+                safetensors::Dtype::I64,
+                le_bytes(flat.to_vec1::<i64>()?, i64::to_le_bytes),
+            ),
+            DType::U32 => (
+                safetensors::Dtype::U32,
+                le_bytes(flat.to_vec1::<u32>()?, u32::to_le_bytes),
+            ),
+            DType::U8 => (safetensors::Dtype::U8, flat.to_vec1::<u8>()?),
+            // Half types (only in hand-built state dicts: loaders give F32) are widened.
+            _ => {
+                let f = flat.to_dtype(DType::F32)?;
+                (
+                    safetensors::Dtype::F32,
+                    le_bytes(f.to_vec1::<f32>()?, f32::to_le_bytes),
+                )
+            }
+        };
+        Ok(Self {
+            dtype,
+            shape: tensor.dims().to_vec(),
+            data,
+        })
+    }
+}
+
+fn le_bytes<T: Copy, const N: usize>(values: Vec<T>, to_le: fn(T) -> [u8; N]) -> Vec<u8> {
+    values.into_iter().flat_map(to_le).collect()
+}
+
+impl safetensors::View for RawView {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid_weights(path, "output path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp: PathBuf = path.with_file_name(tmp_name);
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}

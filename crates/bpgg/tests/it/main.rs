@@ -1,0 +1,3 @@
+//! The one integration-test binary of the `bpgg` crate; each module tests one area.
+
+mod weights;
