@@ -1,0 +1,3 @@
+//! All integration tests of the `bpgg` crate share this one test binary.
+
+mod effnet;
