@@ -235,12 +235,29 @@ impl FoldedConv {
         })
     }
 
+    /// A 1x1, stride-1 convolution as one matmul over the pixels (no im2col copy).
+    ///
+    /// # Shapes
+    /// - `x`: `(batch, in, h, w)` → `(batch, out, h, w)`.
+    fn pointwise(&self, x: &Tensor) -> Result<Tensor> {
+        let (batch, in_channels, h, w) = x.dims4()?;
+        let out_channels = self.weight.dim(0)?;
+        let weight = self.weight.reshape((1, out_channels, in_channels))?;
+        let pixels = x.reshape((batch, in_channels, h * w))?;
+        let y = weight.broadcast_matmul(&pixels)?;
+        let y = y.broadcast_add(&self.bias.reshape((1, out_channels, 1))?)?;
+        Ok(y.reshape((batch, out_channels, h, w))?)
+    }
+
     /// # Shapes
     /// - `x`: `(batch, in, h, w)` → `(batch, out, ⌈h / stride⌉, ⌈w / stride⌉)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let (top, bottom) = same_padding(h, self.kernel, self.stride);
         let (left, right) = same_padding(w, self.kernel, self.stride);
+        if self.kernel == 1 && self.stride == 1 && self.groups == 1 {
+            return self.pointwise(x);
+        }
         if self.groups > 1 {
             let padding = (top, bottom, left, right);
             return depthwise_conv2d(x, &self.weight, &self.bias, self.stride, padding);
