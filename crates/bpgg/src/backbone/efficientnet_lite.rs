@@ -188,7 +188,7 @@ fn resolve_layer(name: &str, num_blocks: usize) -> Result<usize> {
 /// TensorFlow "SAME" padding of one axis: `(before, after)`; the extra pixel goes after.
 fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
     let out = size.div_ceil(stride);
-    let total = ((out - 1) * stride + kernel).saturating_sub(size);
+    let total = (out.saturating_sub(1) * stride + kernel).saturating_sub(size);
     (total / 2, total - total / 2)
 }
 
@@ -425,11 +425,11 @@ impl EfficientNetLite0 {
     /// # Shapes
     /// - `images`: `(batch, 3, h, w)` → `(batch, 32, ⌈h / 2⌉, ⌈w / 2⌉)`.
     fn stem_forward(&self, images: &Tensor) -> Result<Tensor> {
-        let (_, channels, _, _) = images.dims4()?;
-        if channels != 3 {
+        let (batch, channels, h, w) = images.dims4()?;
+        if channels != 3 || h == 0 || w == 0 {
             return Err(candle_core::Error::UnexpectedShape {
-                msg: "efficientnet-lite0 expects RGB images".into(),
-                expected: (images.dim(0)?, 3, images.dim(2)?, images.dim(3)?).into(),
+                msg: "efficientnet-lite0 expects non-empty RGB images".into(),
+                expected: (batch, 3, h.max(1), w.max(1)).into(),
                 got: images.shape().clone(),
             }
             .into());

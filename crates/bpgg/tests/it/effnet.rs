@@ -205,6 +205,11 @@ fn bad_inputs_are_errors_not_panics() -> Result<()> {
         net.classify(&rgb),
         Err(bpgg::Error::InvalidConfig(_))
     ));
+    let empty = Tensor::zeros((1, 3, 0, 32), DType::F32, &Device::Cpu)?;
+    assert!(net.forward_features(&empty).is_err());
+    // A checkpoint without the expected tensors is an error, not a panic.
+    let vb = VarBuilder::from_tensors(HashMap::new(), DType::F32, &Device::Cpu);
+    assert!(EfficientNetLite0::load(vb, &EfficientNetLiteConfig::default()).is_err());
     let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
     let config = EfficientNetLiteConfig {
         layers: layers(&["layer3"]),
