@@ -3,7 +3,10 @@
 //! Callers pass RGB pixels in `0..=255` as `f32`; each network applies the input normalisation
 //! it was trained with. BatchNorm always uses its running statistics (eval mode).
 
+mod depthwise;
+pub mod efficientnet_lite;
 mod features;
 pub mod weights;
 
+pub use efficientnet_lite::{EfficientNetLite0, EfficientNetLiteConfig};
 pub use features::{FeatureExtractor, FeatureMap, FeatureMaps};

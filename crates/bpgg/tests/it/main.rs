@@ -1,3 +1,4 @@
 //! The one integration-test binary of the `bpgg` crate; each module tests one area.
 
+mod effnet;
 mod weights;
