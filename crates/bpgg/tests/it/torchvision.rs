@@ -61,7 +61,7 @@ fn shapes(net: &str) -> Result<Vec<(String, Vec<usize>)>> {
     read_json(&format!("{net}_shapes.json"))
 }
 
-fn golden(net: &str) -> Result<Golden> {
+fn read_golden(net: &str) -> Result<Golden> {
     read_json(&format!("{net}_golden.json"))
 }
 
@@ -146,7 +146,7 @@ fn all_layers(golden: &Golden) -> Vec<String> {
 }
 
 fn check_resnet(net: &str, variant: ResNetVariant) -> Result<()> {
-    let golden = golden(net)?;
+    let golden = read_golden(net)?;
     let start = Instant::now();
     let tensors = state_dict(net)?;
     eprintln!("{net}: synthetic weights {:.2?}", start.elapsed());
@@ -170,7 +170,7 @@ fn wide_resnet50_2_matches_pytorch() -> Result<()> {
 
 #[test]
 fn vgg16_matches_pytorch() -> Result<()> {
-    let golden = golden("vgg16")?;
+    let golden = read_golden("vgg16")?;
     let config = Vgg16Config { layers: all_layers(&golden) };
     let vgg = Vgg16::new(&config, var_builder(state_dict("vgg16")?))?;
     assert_eq!(vgg.name(), "vgg16");
@@ -181,7 +181,7 @@ fn vgg16_matches_pytorch() -> Result<()> {
 /// `layer3`/`layer4` builds a `layer1,layer2` ResNet-18 whose maps still match PyTorch.
 #[test]
 fn resnet_stops_at_deepest_requested_layer() -> Result<()> {
-    let golden = golden("resnet18")?;
+    let golden = read_golden("resnet18")?;
     let mut tensors = state_dict("resnet18")?;
     tensors.retain(|key, _| !key.starts_with("layer3.") && !key.starts_with("layer4."));
     let config = ResNetConfig {
@@ -200,7 +200,7 @@ fn resnet_stops_at_deepest_requested_layer() -> Result<()> {
     }
 
     // VGG: `stage2` (features.8) needs the convolutions features.0 .. features.7 only.
-    let vgg_golden = golden("vgg16")?;
+    let vgg_golden = read_golden("vgg16")?;
     let mut tensors = state_dict("vgg16")?;
     tensors.retain(|key, _| {
         let index: usize = key.split('.').nth(1).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
@@ -217,7 +217,7 @@ fn resnet_stops_at_deepest_requested_layer() -> Result<()> {
 
 #[test]
 fn default_layers_are_the_stride_8_and_16_maps() -> Result<()> {
-    let golden = golden("vgg16")?;
+    let golden = read_golden("vgg16")?;
     let vgg = Vgg16::new(&Vgg16Config::default(), var_builder(state_dict("vgg16")?))?;
     assert_eq!(vgg.layers(), ["features.22", "features.29"]);
     let maps = vgg.forward_features(&formula_input(&golden.input)?)?;
