@@ -53,7 +53,12 @@ pub(crate) struct ConvGeometry {
 
 impl ConvGeometry {
     fn weight_shape(&self) -> [usize; 4] {
-        [self.out_channels, self.in_channels, self.kernel, self.kernel]
+        [
+            self.out_channels,
+            self.in_channels,
+            self.kernel,
+            self.kernel,
+        ]
     }
 }
 
@@ -117,12 +122,7 @@ impl FrozenConv2d {
             &geometry.weight_shape(),
             dtype,
         )?;
-        let bias = load_weight(
-            vb,
-            &format!("{key}.bias"),
-            &[geometry.out_channels],
-            dtype,
-        )?;
+        let bias = load_weight(vb, &format!("{key}.bias"), &[geometry.out_channels], dtype)?;
         Self::from_parts(weight, bias, geometry)
     }
 
@@ -143,7 +143,8 @@ impl FrozenConv2d {
             &geometry.weight_shape(),
             fold_dtype,
         )?;
-        let bn_tensor = |name: &str| load_weight(vb, &format!("{bn_key}.{name}"), &channels, fold_dtype);
+        let bn_tensor =
+            |name: &str| load_weight(vb, &format!("{bn_key}.{name}"), &channels, fold_dtype);
         let bn = BatchNormParams {
             weight: bn_tensor("weight")?,
             bias: bn_tensor("bias")?,
@@ -187,9 +188,15 @@ mod tests {
         let dev = Device::Cpu;
         let (c_in, c_out) = (3, 4);
         let values = |n: usize, a: f64, off: f64, amp: f64| -> Vec<f64> {
-            (0..n).map(|i| off + amp * (i as f64 * a + 0.3).sin()).collect()
+            (0..n)
+                .map(|i| off + amp * (i as f64 * a + 0.3).sin())
+                .collect()
         };
-        let weight = Tensor::from_vec(values(c_out * c_in * 9, 2.1, 0.0, 0.5), (c_out, c_in, 3, 3), &dev)?;
+        let weight = Tensor::from_vec(
+            values(c_out * c_in * 9, 2.1, 0.0, 0.5),
+            (c_out, c_in, 3, 3),
+            &dev,
+        )?;
         let bias = Tensor::from_vec(values(c_out, 1.3, 0.0, 0.2), c_out, &dev)?;
         let bn = BatchNormParams {
             weight: Tensor::from_vec(values(c_out, 0.7, 1.0, 0.3), c_out, &dev)?,

@@ -8,7 +8,7 @@
 //! Weights are read with torchvision's own key names (`conv1`, `bn1`, `layer1.0.conv1`,
 //! `layer1.0.bn1`, `layer1.0.downsample.0`, `layer1.0.downsample.1`, ...); the classifier
 //! (`fc.*`) is never read. Every BatchNorm is folded into the convolution before it at load
-//! time (see [`super::frozen_conv`]). Only the stages up to the deepest requested layer are
+//! time (exact up to `f32` rounding). Only the stages up to the deepest requested layer are
 //! loaded and run, so a state dict may lack the deeper stages if they are not requested.
 
 use candle_core::{DType, Tensor};
@@ -228,15 +228,14 @@ impl ResNet {
             for b in 0..num_blocks {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
                 let geometries = block_geometries(variant, in_channels, planes, stride);
-                let downsample = (stride != 1 || in_channels != out_channels).then_some(
-                    ConvGeometry {
+                let downsample =
+                    (stride != 1 || in_channels != out_channels).then_some(ConvGeometry {
                         in_channels,
                         out_channels,
                         kernel: 1,
                         stride,
                         padding: 0,
-                    },
-                );
+                    });
                 let prefix = format!("{}.{b}", RESNET_LAYERS[s]);
                 blocks.push(ResidualBlock::load(&vb, &prefix, &geometries, downsample)?);
                 in_channels = out_channels;

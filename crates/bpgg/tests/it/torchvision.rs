@@ -47,7 +47,9 @@ struct GoldenLayer {
 }
 
 fn fixture_path(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torchvision").join(file)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torchvision")
+        .join(file)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(file: &str) -> Result<T> {
@@ -99,8 +101,19 @@ fn formula_input(spec: &InputSpec) -> Result<Tensor> {
 /// Compares one feature map with its golden values; returns the largest error relative to the
 /// golden layer's max |value| over the sampled values and the per-channel means.
 fn relative_error(map: &FeatureMap, expected: &GoldenLayer, multiplier: u64) -> Result<f64> {
-    ensure!(map.name == expected.name, "layer {} vs golden {}", map.name, expected.name);
-    ensure!(map.stride == expected.stride, "{}: stride {} vs {}", map.name, map.stride, expected.stride);
+    ensure!(
+        map.name == expected.name,
+        "layer {} vs golden {}",
+        map.name,
+        expected.name
+    );
+    ensure!(
+        map.stride == expected.stride,
+        "{}: stride {} vs {}",
+        map.name,
+        map.stride,
+        expected.stride
+    );
     ensure!(
         map.tensor.dims() == expected.shape.as_slice(),
         "{}: shape {:?} vs {:?}",
@@ -108,17 +121,33 @@ fn relative_error(map: &FeatureMap, expected: &GoldenLayer, multiplier: u64) -> 
         map.tensor.dims(),
         expected.shape
     );
-    ensure!(expected.max_abs > 0.0, "{}: degenerate golden layer", map.name);
+    ensure!(
+        expected.max_abs > 0.0,
+        "{}: degenerate golden layer",
+        map.name
+    );
     let values = map.tensor.to_dtype(DType::F64)?;
     let flat = values.flatten_all()?.to_vec1::<f64>()?;
-    let means = values.mean_keepdim(3)?.mean_keepdim(2)?.mean_keepdim(0)?.flatten_all()?.to_vec1::<f64>()?;
+    let means = values
+        .mean_keepdim(3)?
+        .mean_keepdim(2)?
+        .mean_keepdim(0)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
 
     let mut max_err: f64 = 0.0;
     for (k, &(index, value)) in expected.samples.iter().enumerate() {
-        ensure!(index as u64 == (k as u64 * multiplier) % flat.len() as u64, "sample index {k}");
+        ensure!(
+            index as u64 == (k as u64 * multiplier) % flat.len() as u64,
+            "sample index {k}"
+        );
         max_err = max_err.max((flat[index] - value).abs());
     }
-    ensure!(means.len() == expected.channel_means.len(), "{}: channel count", map.name);
+    ensure!(
+        means.len() == expected.channel_means.len(),
+        "{}: channel count",
+        map.name
+    );
     for (got, want) in means.iter().zip(&expected.channel_means) {
         max_err = max_err.max((got - want).abs());
     }
@@ -126,17 +155,34 @@ fn relative_error(map: &FeatureMap, expected: &GoldenLayer, multiplier: u64) -> 
 }
 
 /// Runs `extractor` on the golden input and checks every golden layer.
-fn check_against_golden(net: &str, extractor: &dyn FeatureExtractor, golden: &Golden) -> Result<()> {
+fn check_against_golden(
+    net: &str,
+    extractor: &dyn FeatureExtractor,
+    golden: &Golden,
+) -> Result<()> {
     let input = formula_input(&golden.input)?;
     let start = Instant::now();
     let maps = extractor.forward_features(&input)?;
     eprintln!("{net}: forward {:.2?}", start.elapsed());
-    ensure!(maps.maps.len() == golden.layers.len(), "{net}: {} maps returned", maps.maps.len());
+    ensure!(
+        maps.maps.len() == golden.layers.len(),
+        "{net}: {} maps returned",
+        maps.maps.len()
+    );
     for expected in &golden.layers {
-        let map = maps.get(&expected.name).with_context(|| format!("{net}: no {}", expected.name))?;
+        let map = maps
+            .get(&expected.name)
+            .with_context(|| format!("{net}: no {}", expected.name))?;
         let err = relative_error(map, expected, golden.sample_multiplier)?;
-        eprintln!("{net} {}: max relative error {err:.2e} (max |x| {:.4})", expected.name, expected.max_abs);
-        ensure!(err <= MAX_RELATIVE_ERROR, "{net} {}: relative error {err:.2e}", expected.name);
+        eprintln!(
+            "{net} {}: max relative error {err:.2e} (max |x| {:.4})",
+            expected.name, expected.max_abs
+        );
+        ensure!(
+            err <= MAX_RELATIVE_ERROR,
+            "{net} {}: relative error {err:.2e}",
+            expected.name
+        );
     }
     Ok(())
 }
@@ -150,7 +196,10 @@ fn check_resnet(net: &str, variant: ResNetVariant) -> Result<()> {
     let start = Instant::now();
     let tensors = state_dict(net)?;
     eprintln!("{net}: synthetic weights {:.2?}", start.elapsed());
-    let config = ResNetConfig { variant, layers: all_layers(&golden) };
+    let config = ResNetConfig {
+        variant,
+        layers: all_layers(&golden),
+    };
     let start = Instant::now();
     let net_model = ResNet::new(&config, var_builder(tensors))?;
     eprintln!("{net}: load + BatchNorm folding {:.2?}", start.elapsed());
@@ -171,7 +220,9 @@ fn wide_resnet50_2_matches_pytorch() -> Result<()> {
 #[test]
 fn vgg16_matches_pytorch() -> Result<()> {
     let golden = read_golden("vgg16")?;
-    let config = Vgg16Config { layers: all_layers(&golden) };
+    let config = Vgg16Config {
+        layers: all_layers(&golden),
+    };
     let vgg = Vgg16::new(&config, var_builder(state_dict("vgg16")?))?;
     assert_eq!(vgg.name(), "vgg16");
     check_against_golden("vgg16", &vgg, &golden)
@@ -194,7 +245,11 @@ fn resnet_stops_at_deepest_requested_layer() -> Result<()> {
     let names: Vec<_> = maps.maps.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["layer1", "layer2"]);
     for map in &maps.maps {
-        let expected = golden.layers.iter().find(|l| l.name == map.name).context("golden")?;
+        let expected = golden
+            .layers
+            .iter()
+            .find(|l| l.name == map.name)
+            .context("golden")?;
         let err = relative_error(map, expected, golden.sample_multiplier)?;
         assert!(err <= MAX_RELATIVE_ERROR, "{}: {err:.2e}", map.name);
     }
@@ -203,13 +258,26 @@ fn resnet_stops_at_deepest_requested_layer() -> Result<()> {
     let vgg_golden = read_golden("vgg16")?;
     let mut tensors = state_dict("vgg16")?;
     tensors.retain(|key, _| {
-        let index: usize = key.split('.').nth(1).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+        let index: usize = key
+            .split('.')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
         index <= 8
     });
     assert_eq!(tensors.len(), 8, "four convolutions, weight and bias each");
-    let vgg = Vgg16::new(&Vgg16Config { layers: vec!["stage2".into()] }, var_builder(tensors))?;
+    let vgg = Vgg16::new(
+        &Vgg16Config {
+            layers: vec!["stage2".into()],
+        },
+        var_builder(tensors),
+    )?;
     let maps = vgg.forward_features(&formula_input(&vgg_golden.input)?)?;
-    let expected = vgg_golden.layers.iter().find(|l| l.name == "features.8").context("golden")?;
+    let expected = vgg_golden
+        .layers
+        .iter()
+        .find(|l| l.name == "features.8")
+        .context("golden")?;
     let err = relative_error(&maps.maps[0], expected, vgg_golden.sample_multiplier)?;
     assert!(err <= MAX_RELATIVE_ERROR, "features.8: {err:.2e}");
     Ok(())
@@ -224,11 +292,16 @@ fn default_layers_are_the_stride_8_and_16_maps() -> Result<()> {
     let strides: Vec<_> = maps.maps.iter().map(|m| m.stride).collect();
     assert_eq!(strides, [8, 16]);
 
-    let aliases = Vgg16Config { layers: vec!["stage5".into(), "stage4".into()] };
+    let aliases = Vgg16Config {
+        layers: vec!["stage5".into(), "stage4".into()],
+    };
     let vgg = Vgg16::new(&aliases, var_builder(state_dict("vgg16")?))?;
     assert_eq!(vgg.layers(), ["features.22", "features.29"]);
 
-    let resnet = ResNet::new(&ResNetConfig::default(), var_builder(state_dict("resnet18")?))?;
+    let resnet = ResNet::new(
+        &ResNetConfig::default(),
+        var_builder(state_dict("resnet18")?),
+    )?;
     assert_eq!(resnet.layers(), ["layer2", "layer3"]);
     let maps = resnet.forward_features(&formula_input(&golden.input)?)?;
     let strides: Vec<_> = maps.maps.iter().map(|m| m.stride).collect();
@@ -239,7 +312,9 @@ fn default_layers_are_the_stride_8_and_16_maps() -> Result<()> {
 #[test]
 fn missing_weight_is_an_error_naming_the_key() -> Result<()> {
     let mut tensors = state_dict("resnet18")?;
-    tensors.remove("layer1.0.bn2.running_var").context("fixture key")?;
+    tensors
+        .remove("layer1.0.bn2.running_var")
+        .context("fixture key")?;
     let err = ResNet::new(&ResNetConfig::default(), var_builder(tensors))
         .err()
         .context("a missing tensor must fail")?;
@@ -247,37 +322,68 @@ fn missing_weight_is_an_error_naming_the_key() -> Result<()> {
         matches!(&err, bpgg::Error::WeightTensor { key, .. } if key == "layer1.0.bn2.running_var"),
         "{err:?}"
     );
-    assert!(err.to_string().contains("layer1.0.bn2.running_var"), "{err}");
+    assert!(
+        err.to_string().contains("layer1.0.bn2.running_var"),
+        "{err}"
+    );
     Ok(())
 }
 
 #[test]
 fn misshapen_weight_is_an_error_naming_the_key() -> Result<()> {
     let mut tensors = state_dict("vgg16")?;
-    tensors.insert("features.2.weight".into(), Tensor::zeros((64, 64, 1, 3), DType::F32, &Device::Cpu)?);
+    tensors.insert(
+        "features.2.weight".into(),
+        Tensor::zeros((64, 64, 1, 3), DType::F32, &Device::Cpu)?,
+    );
     let err = Vgg16::new(&Vgg16Config::default(), var_builder(tensors))
         .err()
         .context("a misshapen tensor must fail")?;
     let message = err.to_string();
-    assert!(matches!(&err, bpgg::Error::WeightTensor { key, .. } if key == "features.2.weight"), "{err:?}");
-    assert!(message.contains("features.2.weight") && message.contains("[64, 64, 3, 3]"), "{message}");
+    assert!(
+        matches!(&err, bpgg::Error::WeightTensor { key, .. } if key == "features.2.weight"),
+        "{err:?}"
+    );
+    assert!(
+        message.contains("features.2.weight") && message.contains("[64, 64, 3, 3]"),
+        "{message}"
+    );
     Ok(())
 }
 
 #[test]
 fn unknown_layers_and_bad_inputs_are_errors() -> Result<()> {
-    for layers in [vec![], vec!["layer5".to_string()], vec!["layer1".into(), "layer1".into()]] {
-        let config = ResNetConfig { variant: ResNetVariant::ResNet18, layers };
+    for layers in [
+        vec![],
+        vec!["layer5".to_string()],
+        vec!["layer1".into(), "layer1".into()],
+    ] {
+        let config = ResNetConfig {
+            variant: ResNetVariant::ResNet18,
+            layers,
+        };
         let result = ResNet::new(&config, var_builder(HashMap::new()));
-        assert!(matches!(result, Err(bpgg::Error::InvalidConfig(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(bpgg::Error::InvalidConfig(_))),
+            "{result:?}"
+        );
     }
     for layer in ["features.31", "stage6", "features.x", "stage4"] {
-        let layers = if layer == "stage4" { vec!["stage4".into(), "features.22".into()] } else { vec![layer.into()] };
+        let layers = if layer == "stage4" {
+            vec!["stage4".into(), "features.22".into()]
+        } else {
+            vec![layer.into()]
+        };
         let result = Vgg16::new(&Vgg16Config { layers }, var_builder(HashMap::new()));
-        assert!(matches!(result, Err(bpgg::Error::InvalidConfig(_))), "{layer}: {result:?}");
+        assert!(
+            matches!(result, Err(bpgg::Error::InvalidConfig(_))),
+            "{layer}: {result:?}"
+        );
     }
 
-    let config = Vgg16Config { layers: vec!["features.1".into()] };
+    let config = Vgg16Config {
+        layers: vec!["features.1".into()],
+    };
     let vgg = Vgg16::new(&config, var_builder(state_dict("vgg16")?))?;
     let gray = Tensor::zeros((1, 1, 8, 8), DType::F32, &Device::Cpu)?;
     assert!(vgg.forward_features(&gray).is_err());
