@@ -58,6 +58,11 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+
+    /// A state dict lacks a tensor that a network needs, or holds it with another shape.
+    /// `key` is the tensor's name relative to the network (`layer1.0.conv1.weight`).
+    #[error("weight tensor `{key}`: {problem}")]
+    WeightTensor { key: String, problem: String },
 }
 
 impl Error {

@@ -6,7 +6,15 @@
 mod depthwise;
 pub mod efficientnet_lite;
 mod features;
+mod frozen_conv;
+pub mod imagenet;
+pub mod resnet;
+pub mod synthetic_weights;
+pub mod vgg;
 pub mod weights;
 
 pub use efficientnet_lite::{EfficientNetLite0, EfficientNetLiteConfig};
 pub use features::{FeatureExtractor, FeatureMap, FeatureMaps};
+pub use frozen_conv::{fold_batch_norm, BatchNormParams, BATCH_NORM_EPS};
+pub use resnet::{ResNet, ResNetConfig, ResNetVariant};
+pub use vgg::{Vgg16, Vgg16Config};

@@ -1,4 +1,5 @@
 //! The one integration-test binary of the `bpgg` crate; each module tests one area.
 
 mod effnet;
+mod torchvision;
 mod weights;
