@@ -58,6 +58,11 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+
+    /// Tensors handed to a pipeline stage do not fit together (batch, channels or grid sizes
+    /// differ where they must agree); the message names the function and both shapes.
+    #[error("shape mismatch: {0}")]
+    ShapeMismatch(String),
 }
 
 impl Error {

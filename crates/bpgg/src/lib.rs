@@ -16,5 +16,6 @@ pub mod error;
 pub mod guidance;
 pub mod prototype;
 pub mod report;
+mod rng;
 
 pub use error::{Error, Result};
