@@ -49,8 +49,13 @@ pub fn cosine_similarity_map(query_feats: &Tensor, prototypes: &Tensor) -> Resul
 /// - returns `(b, 2, h, w)`: channel 0 normal, channel 1 defect.
 pub fn class_logits(query_feats: &Tensor, bank: &PrototypeBank, tau: f32) -> Result<Tensor> {
     validate_tau(tau)?;
-    let normal = cosine_similarity_map(query_feats, &bank.normal)?.max_keepdim(1)?;
-    let defect = cosine_similarity_map(query_feats, &bank.defect)?.max_keepdim(1)?;
+    // One matmul for both classes: rows 0..kn are normal, kn.. defect.
+    let kn = bank.normal.dims2()?.0;
+    let kd = bank.defect.dims2()?.0;
+    let all = Tensor::cat(&[&bank.normal, &bank.defect], 0)?;
+    let sims = cosine_similarity_map(query_feats, &all)?;
+    let normal = sims.narrow(1, 0, kn)?.max_keepdim(1)?;
+    let defect = sims.narrow(1, kn, kd)?.max_keepdim(1)?;
     Ok((Tensor::cat(&[normal, defect], 1)? * tau as f64)?)
 }
 

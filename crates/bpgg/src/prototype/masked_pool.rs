@@ -149,6 +149,24 @@ mod tests {
     }
 
     #[test]
+    fn both_poolings_agree_up_to_interpolation() {
+        // Ramp features f = x + y on an 8x8 grid, mask = left half at 64x64. Area-averaged
+        // mask: mean of the 32 left cells = 5.0 exactly; upsampled features: 5.03125
+        // (scripts/proto_golden.py `resize`, border clamping shifts the mean slightly).
+        let dev = Device::Cpu;
+        let v: Vec<f32> = (0..64).map(|i| (i % 8 + i / 8) as f32).collect();
+        let f = Tensor::from_vec(v, (1, 1, 8, 8), &dev).unwrap();
+        let m: Vec<f32> = (0..64 * 64)
+            .map(|i| if i % 64 < 32 { 1.0 } else { 0.0 })
+            .collect();
+        let m = Tensor::from_vec(m, (1, 1, 64, 64), &dev).unwrap();
+        let down = masked_average_pool_with(&f, &m, MaskPooling::DownsampleMask).unwrap();
+        let up = masked_average_pool_with(&f, &m, MaskPooling::UpsampleFeatures).unwrap();
+        assert!(close(&down.to_vec1::<f32>().unwrap(), &[5.0], 1e-4));
+        assert!(close(&up.to_vec1::<f32>().unwrap(), &[5.03125], 1e-4));
+    }
+
+    #[test]
     fn empty_mask_gives_zero() {
         let dev = Device::Cpu;
         let f = Tensor::ones((1, 2, 4, 4), DType::F32, &dev).unwrap();
