@@ -63,6 +63,11 @@ pub enum Error {
     /// `key` is the tensor's name relative to the network (`layer1.0.conv1.weight`).
     #[error("weight tensor `{key}`: {problem}")]
     WeightTensor { key: String, problem: String },
+
+    /// Tensors handed to a pipeline stage do not fit together (batch, channels or grid sizes
+    /// differ where they must agree); the message names the function and both shapes.
+    #[error("shape mismatch: {0}")]
+    ShapeMismatch(String),
 }
 
 impl Error {

@@ -3,18 +3,22 @@
 //! Callers pass RGB pixels in `0..=255` as `f32`; each network applies the input normalisation
 //! it was trained with. BatchNorm always uses its running statistics (eval mode).
 
+mod combine;
 mod depthwise;
 pub mod efficientnet_lite;
 mod features;
 mod frozen_conv;
 pub mod imagenet;
+pub(crate) mod resize;
 pub mod resnet;
 pub mod synthetic_weights;
 pub mod vgg;
 pub mod weights;
 
+pub use combine::*;
 pub use efficientnet_lite::{EfficientNetLite0, EfficientNetLiteConfig};
 pub use features::{FeatureExtractor, FeatureMap, FeatureMaps};
 pub use frozen_conv::{fold_batch_norm, BatchNormParams, BATCH_NORM_EPS};
+pub use resize::{resize_area, resize_bilinear};
 pub use resnet::{ResNet, ResNetConfig, ResNetVariant};
 pub use vgg::{Vgg16, Vgg16Config};
