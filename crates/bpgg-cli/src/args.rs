@@ -24,6 +24,12 @@ pub enum Command {
     /// Inspect or generate data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Convert PyTorch checkpoints to safetensors, or list a weight file's tensors.
+    #[command(subcommand)]
+    Weights(crate::commands::weights::WeightsCommand),
+    /// Time bpgg against its Python references (backbones, metrics).
+    #[command(subcommand)]
+    Bench(crate::commands::bench::BenchCommand),
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,9 @@
 //! One file per command; `run` dispatches.
 
+pub mod bench;
 mod data;
 mod score;
+pub mod weights;
 
 use std::process::ExitCode;
 
@@ -13,5 +15,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(args) => score::run(args, cli.quiet),
         Command::Data(DataCommand::Inspect(args)) => data::inspect(args, cli.quiet),
         Command::Data(DataCommand::Synth(args)) => data::synth(args),
+        Command::Weights(command) => weights::run(command),
+        Command::Bench(command) => bench::run(command),
     }
 }

@@ -3,3 +3,4 @@
 mod data;
 mod score;
 mod util;
+mod weights;
