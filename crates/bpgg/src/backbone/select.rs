@@ -136,11 +136,13 @@ pub fn load_backbone(
                 candle_core::safetensors::load_buffer(EMBEDDED_EFFICIENTNET_LITE0, device)?;
             (VarBuilder::from_tensors(tensors, DType::F32, device), None)
         }
-        None => return Err(Error::InvalidConfig(format!(
+        None => {
+            return Err(Error::InvalidConfig(format!(
             "backbone {} needs a weight file (--weights FILE: torchvision .pth or .safetensors); \
                  only efficientnet-lite0 is embedded",
             config.kind
-        ))),
+        )))
+        }
     };
     let built: Result<Box<dyn FeatureExtractor>> = match config.kind {
         BackboneKind::EfficientNetLite0 => EfficientNetLite0::load(

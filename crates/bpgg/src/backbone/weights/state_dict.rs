@@ -113,11 +113,22 @@ impl StateDict {
     /// in the same folder, which is then renamed over `path`, so a crash never leaves a partial
     /// file behind.
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        self.save_safetensors_with_metadata(path, HashMap::new())
+    }
+
+    /// [`Self::save_safetensors`] with extra string metadata in the file header.
+    pub fn save_safetensors_with_metadata(
+        &self,
+        path: &Path,
+        extra: HashMap<String, String>,
+    ) -> Result<()> {
         let mut views = Vec::with_capacity(self.tensors.len());
         for (name, tensor) in &self.tensors {
             views.push((name.as_str(), RawView::new(tensor)?));
         }
-        let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+        let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+        metadata.extend(extra);
+        let metadata = Some(metadata);
         let bytes = safetensors::serialize(views, &metadata).map_err(|e| {
             Error::invalid_weights(path, format!("cannot serialise safetensors: {e:?}"))
         })?;
