@@ -1,6 +1,10 @@
 //! One file per command; `run` dispatches.
 
 mod data;
+mod demo;
+mod eval;
+mod fit;
+mod predict;
 mod score;
 
 use std::process::ExitCode;
@@ -13,5 +17,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(args) => score::run(args, cli.quiet),
         Command::Data(DataCommand::Inspect(args)) => data::inspect(args, cli.quiet),
         Command::Data(DataCommand::Synth(args)) => data::synth(args),
+        Command::Fit(args) => fit::run(args),
+        Command::Predict(args) => predict::run(args, cli.quiet),
+        Command::Eval(args) => eval::run(args, cli.quiet),
+        Command::Demo(args) => demo::run(args, cli.quiet),
     }
 }
