@@ -56,6 +56,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod guidance;
+pub mod io;
 pub mod model;
 pub mod prototype;
 pub mod report;

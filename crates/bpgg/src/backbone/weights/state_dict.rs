@@ -2,8 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -132,7 +131,7 @@ impl StateDict {
         let bytes = safetensors::serialize(views, &metadata).map_err(|e| {
             Error::invalid_weights(path, format!("cannot serialise safetensors: {e:?}"))
         })?;
-        write_atomically(path, &bytes)
+        crate::io::write_atomic(path, &bytes)
     }
 }
 
@@ -201,28 +200,4 @@ impl safetensors::View for RawView {
     fn data_len(&self) -> usize {
         self.data.len()
     }
-}
-
-/// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid_weights(path, "output path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp: PathBuf = path.with_file_name(tmp_name);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }
