@@ -24,6 +24,14 @@ pub enum Command {
     /// Inspect or generate data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Fit a model from a few defect images with masks and a few normal images.
+    Fit(FitArgs),
+    /// Localize defects in new images with a fitted model.
+    Predict(PredictArgs),
+    /// Evaluate few-shot localization on an MVTec-layout category (episodes over seeds).
+    Eval(EvalArgs),
+    /// Synthetic data → fit → predict → eval, in one command.
+    Demo(DemoArgs),
     /// Convert PyTorch checkpoints to safetensors, or list a weight file's tensors.
     #[command(subcommand)]
     Weights(crate::commands::weights::WeightsCommand),
@@ -95,4 +103,112 @@ pub struct SynthArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `bpgg eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Root of the MVTec-layout data set.
+    #[arg(long, value_name = "ROOT")]
+    pub data: PathBuf,
+    /// Category (a folder under ROOT).
+    #[arg(long, value_name = "C")]
+    pub category: String,
+    /// Defect shots K, comma-separated: one table per value.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,5",
+        value_name = "K1,K2"
+    )]
+    pub shots: Vec<usize>,
+    /// Normal shots N (from train/good).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub normal_shots: usize,
+    /// Number of seeds (0..S), or a comma-separated list with --seed-list.
+    #[arg(long, default_value_t = 5, value_name = "S")]
+    pub seeds: u64,
+    /// Defect types to evaluate, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
+    pub types: Vec<String>,
+    /// FPR limit of AUPRO.
+    #[arg(long, default_value_t = 0.3)]
+    pub fpr_limit: f64,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::model_args::ModelArgs,
+}
+
+/// `bpgg fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Folder of defect images (with --masks).
+    #[arg(long, value_name = "DIR")]
+    pub defects: Option<PathBuf>,
+    /// Folder of masks named like the defect images (`x.png` or `x_mask.png`).
+    #[arg(long, value_name = "DIR")]
+    pub masks: Option<PathBuf>,
+    /// Folder of defect-free images.
+    #[arg(long, value_name = "DIR")]
+    pub normal: Option<PathBuf>,
+    /// Instead of folders: an MVTec-layout root (with --category); supports are drawn as an
+    /// episode (--shots defect images of every type pooled, --normal-shots from train/good).
+    #[arg(long, value_name = "ROOT", conflicts_with_all = ["defects", "masks", "normal"])]
+    pub data: Option<PathBuf>,
+    /// Category under ROOT.
+    #[arg(long, value_name = "C", requires = "data")]
+    pub category: Option<String>,
+    /// Defect type to draw supports from with --data (default: all types pooled).
+    #[arg(long, value_name = "T", requires = "data")]
+    pub defect_type: Option<String>,
+    /// Defect shots with --data.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub shots: usize,
+    /// Normal shots with --data.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub normal_shots: usize,
+    /// Episode seed with --data.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write the model.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub model: crate::model_args::ModelArgs,
+}
+
+/// `bpgg predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model written by `bpgg fit`.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Images, or folders of images (searched recursively).
+    #[arg(required = true, value_name = "IMAGES_OR_DIRS")]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Defect threshold on the anomaly map (default: the one chosen at fit time).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Skip images whose outputs already exist (continue an interrupted run).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop at the first unreadable image instead of skipping it.
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
+/// `bpgg demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its data and outputs.
+    #[arg(short, long, default_value = "bpgg-demo", value_name = "DIR")]
+    pub output: PathBuf,
 }

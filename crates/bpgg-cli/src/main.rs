@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod model_args;
 mod progress;
 
 use std::process::ExitCode;

@@ -2,6 +2,10 @@
 
 pub mod bench;
 mod data;
+mod demo;
+mod eval;
+mod fit;
+mod predict;
 mod score;
 pub mod weights;
 
@@ -15,6 +19,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(args) => score::run(args, cli.quiet),
         Command::Data(DataCommand::Inspect(args)) => data::inspect(args, cli.quiet),
         Command::Data(DataCommand::Synth(args)) => data::synth(args),
+        Command::Fit(args) => fit::run(args),
+        Command::Predict(args) => predict::run(args, cli.quiet),
+        Command::Eval(args) => eval::run(args, cli.quiet),
+        Command::Demo(args) => demo::run(args, cli.quiet),
         Command::Weights(command) => weights::run(command),
         Command::Bench(command) => bench::run(command),
     }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `bpgg` binary on data the tests make themselves.
 
 mod data;
+mod pipeline;
 mod score;
 mod util;
 mod weights;

@@ -138,10 +138,10 @@ pub fn load_backbone(
         }
         None => {
             return Err(Error::InvalidConfig(format!(
-                "backbone {} needs a weight file (--weights FILE: torchvision .pth or \
-                 .safetensors); only efficientnet-lite0 is embedded",
-                config.kind
-            )))
+            "backbone {} needs a weight file (--weights FILE: torchvision .pth or .safetensors); \
+                 only efficientnet-lite0 is embedded",
+            config.kind
+        )))
         }
     };
     let built: Result<Box<dyn FeatureExtractor>> = match config.kind {

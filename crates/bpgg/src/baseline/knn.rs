@@ -13,7 +13,8 @@ use crate::rng::SplitMix64;
 use crate::{Error, Result};
 
 /// Settings of the memory bank.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct KnnConfig {
     /// Keep at most this many bank features, drawn uniformly without replacement (seeded);
     /// `None` keeps all. Default `None`.

@@ -1,8 +1,10 @@
 //! Float anomaly maps on disk: single-channel float32 TIFF (the MVTec AD convention) and NumPy
 //! `.npy` (`<f4` or `<f8`, C order, shape `(h, w)`, `(1, h, w)` or `(h, w, 1)`).
 
-use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::io::Cursor;
+use std::path::Path;
+
+pub use crate::io::write_atomic;
 
 use crate::{Error, Result};
 
@@ -79,31 +81,6 @@ impl FloatMap {
         }
         write_atomic(path, &bytes)
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a reader
-/// (or a crash) never sees a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }
 
 fn parse_tiff(bytes: &[u8]) -> std::result::Result<FloatMap, String> {

@@ -122,7 +122,7 @@ impl Surface {
                     freq * angle.cos(),
                     freq * angle.sin(),
                     rng.range_f32(6.0, 16.0),
-                    rng.range_f32(0.0, 6.28),
+                    rng.range_f32(0.0, std::f32::consts::TAU),
                 )
             })
             .collect();
@@ -263,8 +263,8 @@ pub fn paint_defect(image: &mut RgbImage, kind: DefectKind, rng: &mut SplitMix64
     };
     for (i, px) in image.pixels_mut().enumerate() {
         if mask.pixels[i] {
-            for c in 0..3 {
-                px.0[c] = (f32::from(px.0[c]) + shift[c]).clamp(0.0, 255.0) as u8;
+            for (v, d) in px.0.iter_mut().zip(shift) {
+                *v = (f32::from(*v) + d).clamp(0.0, 255.0) as u8;
             }
         }
     }

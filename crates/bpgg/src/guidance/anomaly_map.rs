@@ -10,7 +10,8 @@ use crate::backbone::resize::{apply_separable, ResampleMatrix};
 use crate::{Error, Result};
 
 /// How a probability map becomes an anomaly map.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AnomalyMapConfig {
     /// Standard deviation of the Gaussian smoothing in output pixels; `0` disables it.
     /// Default 4.0 (the value used by PatchCore-style pipelines and our DESIGN).

@@ -24,7 +24,8 @@ use crate::prototype::{mask_to_grid, masked_average_pool, PrototypeBank, MASK_EP
 use crate::{Error, Result};
 
 /// What the reverse branch does at inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReverseMode {
     /// Forward prototypes only (the plain guidance). Default.
     #[default]
@@ -36,7 +37,8 @@ pub enum ReverseMode {
 }
 
 /// Settings of the inference-time reverse branch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ReverseConfig {
     /// Default [`ReverseMode::Off`].
     pub mode: ReverseMode,

@@ -13,7 +13,8 @@ use crate::{Error, Result};
 const NORMAL_SEED_SALT: u64 = 0x6E6F_726D_616C; // "normal"
 
 /// How support features become prototypes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PrototypeConfig {
     /// Prototypes per class; `1` is the paper (one masked average), more runs weighted
     /// spherical k-means over the masked pixels (ours). Default 1.

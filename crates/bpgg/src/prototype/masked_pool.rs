@@ -17,7 +17,8 @@ pub const MASK_EPS: f64 = 1e-5;
 /// area average of the mask over each feature cell, so [`MaskPooling::DownsampleMask`] equals
 /// [`MaskPooling::UpsampleFeatures`] up to interpolation detail, at `(H·W)/(h·w)` (64x at stride
 /// 8) less memory and work. It is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MaskPooling {
     /// Area-average the mask onto the feature grid (a soft mask), pool there. Default.
     #[default]

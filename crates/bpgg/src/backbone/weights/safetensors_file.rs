@@ -48,3 +48,14 @@ pub(crate) fn load_safetensors(path: &Path, data: &[u8]) -> Result<StateDict> {
     }
     Ok(StateDict::from_vec_unchecked(tensors))
 }
+
+/// Reads a safetensors file with its string metadata (the `__metadata__` header entry).
+pub fn read_safetensors_with_metadata(
+    path: &Path,
+) -> Result<(StateDict, std::collections::HashMap<String, String>)> {
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, metadata) = SafeTensors::read_metadata(&data)
+        .map_err(|e| Error::invalid_weights(path, format!("invalid safetensors header: {e:?}")))?;
+    let extra = metadata.metadata().clone().unwrap_or_default();
+    Ok((load_safetensors(path, &data)?, extra))
+}

@@ -2,8 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -113,15 +112,26 @@ impl StateDict {
     /// in the same folder, which is then renamed over `path`, so a crash never leaves a partial
     /// file behind.
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        self.save_safetensors_with_metadata(path, HashMap::new())
+    }
+
+    /// [`Self::save_safetensors`] with extra string metadata in the file header.
+    pub fn save_safetensors_with_metadata(
+        &self,
+        path: &Path,
+        extra: HashMap<String, String>,
+    ) -> Result<()> {
         let mut views = Vec::with_capacity(self.tensors.len());
         for (name, tensor) in &self.tensors {
             views.push((name.as_str(), RawView::new(tensor)?));
         }
-        let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+        let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+        metadata.extend(extra);
+        let metadata = Some(metadata);
         let bytes = safetensors::serialize(views, &metadata).map_err(|e| {
             Error::invalid_weights(path, format!("cannot serialise safetensors: {e:?}"))
         })?;
-        write_atomically(path, &bytes)
+        crate::io::write_atomic(path, &bytes)
     }
 }
 
@@ -190,28 +200,4 @@ impl safetensors::View for RawView {
     fn data_len(&self) -> usize {
         self.data.len()
     }
-}
-
-/// Writes `bytes` to a temporary file next to `path`, syncs it, then renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid_weights(path, "output path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp: PathBuf = path.with_file_name(tmp_name);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }

@@ -1,0 +1,79 @@
+//! `bpgg fit`: encode supports once and save the model.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use bpgg::data::image_io::{load_mask, load_rgb};
+use bpgg::data::{
+    sample_episode, DefectSelection, EpisodeConfig, FolderDataset, ImageLimits, MvtecCategory,
+    Sample,
+};
+use bpgg::model::{fit, Encoder, SupportSet};
+use candle_core::Device;
+
+use crate::args::FitArgs;
+
+pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
+    let config = args.model.to_config()?;
+    let (defects, normals) = supports(&args)?;
+    let limits = ImageLimits::default();
+    let mut set = SupportSet::default();
+    for s in &defects {
+        let image = load_rgb(&s.image, limits)?;
+        let mask_path = s.mask.as_ref().expect("defect samples have masks");
+        let mask = load_mask(mask_path, Some(image.dimensions()), limits)?;
+        set.defects
+            .push((mask_path.display().to_string(), image, mask));
+    }
+    for s in &normals {
+        set.normals
+            .push((s.image.display().to_string(), load_rgb(&s.image, limits)?));
+    }
+    let device = Device::Cpu;
+    let encoder = Encoder::new(&config.backbone, config.image_size, &device)
+        .context("loading the backbone")?;
+    let model = fit(&encoder, &set, &config)?;
+    model.save(&args.output)?;
+    println!(
+        "fitted {} scoring on {} defect and {} normal image(s); threshold {:.4} ({:?}); wrote {}",
+        config.scoring,
+        set.defects.len(),
+        set.normals.len(),
+        model.threshold,
+        model.threshold_rule,
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn supports(args: &FitArgs) -> anyhow::Result<(Vec<Sample>, Vec<Sample>)> {
+    if let Some(root) = &args.data {
+        let Some(name) = &args.category else {
+            bail!("--data needs --category");
+        };
+        let category = MvtecCategory::open(&root.join(name))?;
+        let selection = match &args.defect_type {
+            Some(t) => DefectSelection::Type(t.clone()),
+            None => DefectSelection::AllTypes,
+        };
+        let episode = sample_episode(
+            &category,
+            &selection,
+            &EpisodeConfig {
+                defect_shots: args.shots,
+                normal_shots: args.normal_shots,
+                seed: args.seed,
+            },
+        )?;
+        return Ok((episode.defect_support, episode.normal_support));
+    }
+    if args.defects.is_none() && args.normal.is_none() {
+        bail!("give support images: --defects DIR --masks DIR and/or --normal DIR, or --data ROOT --category C");
+    }
+    let folders = FolderDataset::open(
+        args.defects.as_deref(),
+        args.masks.as_deref(),
+        args.normal.as_deref(),
+    )?;
+    Ok((folders.defects, folders.normals))
+}

@@ -1,0 +1,188 @@
+//! `bpgg predict`: anomaly maps, masks, overlays and a result line for every image.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use bpgg::data::float_map::{write_atomic, FloatMap};
+use bpgg::data::image_io::load_rgb;
+use bpgg::data::mvtec::is_image_path;
+use bpgg::data::ImageLimits;
+use bpgg::model::FittedModel;
+use bpgg::report::heatmap::{overlay, resize_map, threshold_map};
+use candle_core::Device;
+use image::RgbImage;
+
+use crate::args::PredictArgs;
+use crate::progress;
+
+/// One input image and where its outputs go (relative to the output folder, no extension).
+struct Job {
+    image: PathBuf,
+    stem_out: PathBuf,
+}
+
+pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let device = Device::Cpu;
+    let model = FittedModel::load(&args.model, &device)?;
+    let threshold = args.threshold.unwrap_or(model.threshold);
+    let encoder = model.encoder(&device).context("loading the backbone")?;
+    let jobs = collect_jobs(&args.inputs)?;
+    if jobs.is_empty() {
+        bail!("no images found in the given inputs");
+    }
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let jsonl_path = args.output.join("results.jsonl");
+    let mut jsonl = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&jsonl_path)
+        .with_context(|| format!("opening {}", jsonl_path.display()))?;
+
+    let todo: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| !(args.resume && outputs_exist(&args.output, j)))
+        .collect();
+    let skipped = jobs.len() - todo.len();
+    let bar = progress::bar(todo.len() as u64, "predicting", quiet);
+    let mut failures = 0usize;
+    for chunk in todo.chunks(args.batch) {
+        let mut images: Vec<(&Job, RgbImage)> = Vec::with_capacity(chunk.len());
+        for job in chunk {
+            match load_rgb(&job.image, ImageLimits::default()) {
+                Ok(img) => images.push((job, img)),
+                Err(e) if !args.fail_fast => {
+                    bar.suspend(|| eprintln!("error: {e} (skipped)"));
+                    failures += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let pixels: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();
+        let maps = model.predict(&encoder, &pixels)?;
+        for ((job, img), map) in images.iter().zip(maps) {
+            let line = write_outputs(&args.output, job, img, &map, threshold)?;
+            writeln!(jsonl, "{line}")
+                .with_context(|| format!("writing {}", jsonl_path.display()))?;
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    println!(
+        "{} image(s) predicted, {skipped} already done, {failures} failed; outputs in {} \
+         (maps .tiff, masks _mask.png, overlays _overlay.png, results.jsonl); threshold {threshold:.4}",
+        todo.len() - failures,
+        args.output.display()
+    );
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn collect_jobs(inputs: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut files = Vec::new();
+            walk(input, &mut files)?;
+            files.sort();
+            for f in files {
+                let rel = f
+                    .strip_prefix(input)
+                    .expect("walked under input")
+                    .with_extension("");
+                jobs.push(Job {
+                    image: f,
+                    stem_out: rel,
+                });
+            }
+        } else if input.is_file() {
+            let stem = input.file_stem().map(PathBuf::from).unwrap_or_default();
+            jobs.push(Job {
+                image: input.clone(),
+                stem_out: stem,
+            });
+        } else {
+            bail!("{}: no such file or folder", input.display());
+        }
+    }
+    Ok(jobs)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if is_image_path(&path) {
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            // Our own outputs, when predicting into the input folder, are not inputs.
+            if !name.ends_with("_overlay") {
+                out.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+    let mut s = base.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn outputs_exist(out: &Path, job: &Job) -> bool {
+    let base = out.join(&job.stem_out);
+    ["_overlay.png", "_mask.png", ".tiff"]
+        .iter()
+        .all(|s| with_suffix(&base, s).is_file())
+}
+
+/// Writes map, mask and overlay (each atomically, the map last so that its presence means
+/// the image is done) and returns the JSON result line.
+fn write_outputs(
+    out: &Path,
+    job: &Job,
+    image: &RgbImage,
+    map: &FloatMap,
+    threshold: f32,
+) -> anyhow::Result<String> {
+    let (w, h) = image.dimensions();
+    let full = resize_map(map, w as usize, h as usize);
+    let mask = threshold_map(&full, threshold);
+    let base = out.join(&job.stem_out);
+    let png = |img: image::DynamicImage, path: PathBuf| -> anyhow::Result<()> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut buf, image::ImageFormat::Png)
+            .with_context(|| format!("encoding {}", path.display()))?;
+        write_atomic(&path, buf.get_ref())?;
+        Ok(())
+    };
+    png(
+        image::DynamicImage::ImageLuma8(mask.to_gray()),
+        with_suffix(&base, "_mask.png"),
+    )?;
+    png(
+        image::DynamicImage::ImageRgb8(overlay(image, &full, threshold)),
+        with_suffix(&base, "_overlay.png"),
+    )?;
+    full.write_tiff(&with_suffix(&base, ".tiff"))?;
+    let score = full.data.iter().copied().fold(f32::MIN, f32::max);
+    Ok(serde_json::json!({
+        "image": job.image,
+        "map": with_suffix(&base, ".tiff"),
+        "image_score": score,
+        "defect_area_px": mask.defect_pixels(),
+        "defect_area_fraction": mask.coverage(),
+        "threshold": threshold,
+        "defective": score >= threshold,
+    })
+    .to_string())
+}

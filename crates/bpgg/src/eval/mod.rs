@@ -1,0 +1,8 @@
+//! The few-shot evaluation protocol: episodes per defect type and seed, every image encoded
+//! once, metrics per type with mean and standard deviation over seeds.
+
+mod protocol;
+mod stats;
+
+pub use protocol::{evaluate_category, EpisodeResult, EvalConfig, EvalEvent, EvalReport};
+pub use stats::{MeanStd, MetricStats};

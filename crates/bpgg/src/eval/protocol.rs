@@ -1,0 +1,362 @@
+//! Running the episode protocol over a category.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::Serialize;
+
+use super::stats::MetricStats;
+use crate::data::image_io::{load_mask, load_rgb, Mask};
+use crate::data::transform::{mask_to_tensor, resize_mask};
+use crate::data::{
+    sample_episode, DefectSelection, EpisodeConfig, ImageLimits, MvtecCategory, Sample,
+};
+use crate::model::{fit_features, Encoder, ModelConfig};
+use crate::report::{summarize, MetricValues, ScoredImage};
+use crate::{Error, Result};
+
+/// Queries scored per call.
+const QUERY_BATCH: usize = 16;
+
+/// What to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    /// The model every episode fits.
+    pub model: ModelConfig,
+    /// Defect shots K to evaluate (one table each).
+    pub shots: Vec<usize>,
+    /// Normal shots N.
+    pub normal_shots: usize,
+    /// Seeds; each gives one episode per defect type.
+    pub seeds: Vec<u64>,
+    /// Defect types to evaluate; empty = all.
+    pub types: Vec<String>,
+    /// FPR limit of AUPRO.
+    pub fpr_limit: f64,
+    /// Decompression-bomb limit for every image read.
+    pub limits: ImageLimits,
+}
+
+/// One episode's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpisodeResult {
+    pub shots: usize,
+    pub defect_type: String,
+    pub seed: u64,
+    pub metrics: MetricValues,
+    /// Milliseconds per query image: its share of encoding plus scoring.
+    pub ms_per_query: f64,
+}
+
+/// Aggregated results.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub category: String,
+    pub episodes: Vec<EpisodeResult>,
+    /// `shots → type → metrics over seeds`.
+    pub per_type: BTreeMap<usize, BTreeMap<String, MetricStats>>,
+    /// `shots → mean over types (per seed), then over seeds`.
+    pub overall: BTreeMap<usize, MetricStats>,
+    /// `shots → mean ms per query image`.
+    pub ms_per_query: BTreeMap<usize, f64>,
+}
+
+/// Progress events for a caller's progress bar.
+#[derive(Debug, Clone)]
+pub enum EvalEvent {
+    /// `total` episodes will run.
+    Start { total: usize },
+    /// One episode finished.
+    Episode(EpisodeResult),
+}
+
+/// Features and resized masks, computed once per image.
+struct Cache<'a> {
+    encoder: &'a Encoder,
+    limits: ImageLimits,
+    features: HashMap<PathBuf, Tensor>,
+    masks: HashMap<PathBuf, Tensor>,
+    encode_seconds: f64,
+    encoded: usize,
+}
+
+impl Cache<'_> {
+    /// `(n, C, h, w)` for the samples, encoding those not seen yet in batches.
+    fn features(&mut self, samples: &[Sample]) -> Result<Tensor> {
+        let missing: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| !self.features.contains_key(&s.image))
+            .collect();
+        for chunk in missing.chunks(QUERY_BATCH) {
+            let images = chunk
+                .iter()
+                .map(|s| load_rgb(&s.image, self.limits))
+                .collect::<Result<Vec<_>>>()?;
+            let start = Instant::now();
+            let feats = self.encoder.encode(&images)?;
+            self.encode_seconds += start.elapsed().as_secs_f64();
+            self.encoded += chunk.len();
+            for (i, s) in chunk.iter().enumerate() {
+                self.features
+                    .insert(s.image.clone(), feats.narrow(0, i, 1)?);
+            }
+        }
+        let parts: Vec<Tensor> = samples
+            .iter()
+            .map(|s| self.features[&s.image].clone())
+            .collect();
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// The ground truth of a sample at `size x size`.
+    fn mask(&mut self, sample: &Sample, size: u32) -> Result<Mask> {
+        let (w, h) = crate::data::image_io::image_dimensions(&sample.image)?;
+        let mask = match &sample.mask {
+            Some(p) => load_mask(p, Some((w, h)), self.limits)?,
+            None => Mask::empty(w, h),
+        };
+        Ok(resize_mask(&mask, size, size))
+    }
+
+    /// `(k, 1, size, size)` masks of defect supports.
+    fn support_masks(&mut self, samples: &[Sample], size: u32) -> Result<Tensor> {
+        let mut parts = Vec::with_capacity(samples.len());
+        for s in samples {
+            if !self.masks.contains_key(&s.image) {
+                let m = self.mask(s, size)?;
+                if m.defect_pixels() == 0 {
+                    return Err(Error::invalid_data(
+                        s.mask.as_ref().unwrap_or(&s.image),
+                        format!("defect support mask is empty at {size}x{size}"),
+                    ));
+                }
+                let t = mask_to_tensor(&m, self.encoder.device())?;
+                self.masks.insert(s.image.clone(), t);
+            }
+            parts.push(self.masks[&s.image].clone());
+        }
+        Ok(Tensor::stack(&parts, 0)?)
+    }
+}
+
+/// Runs every episode (shots × types × seeds) and aggregates.
+pub fn evaluate_category(
+    category: &MvtecCategory,
+    encoder: &Encoder,
+    config: &EvalConfig,
+    mut on_event: impl FnMut(EvalEvent),
+) -> Result<EvalReport> {
+    config.model.validate()?;
+    if config.shots.is_empty() || config.seeds.is_empty() {
+        return Err(Error::InvalidConfig(
+            "eval needs at least one shot count and one seed".into(),
+        ));
+    }
+    let types: Vec<String> = if config.types.is_empty() {
+        category
+            .defect_types()
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    } else {
+        for t in &config.types {
+            category.defects_of(t)?;
+        }
+        config.types.clone()
+    };
+    if types.is_empty() {
+        return Err(Error::invalid_data(
+            &category.dir,
+            "category has no defect types to evaluate",
+        ));
+    }
+    let size = config.model.image_size;
+    let mut cache = Cache {
+        encoder,
+        limits: config.limits,
+        features: HashMap::new(),
+        masks: HashMap::new(),
+        encode_seconds: 0.0,
+        encoded: 0,
+    };
+    on_event(EvalEvent::Start {
+        total: config.shots.len() * types.len() * config.seeds.len(),
+    });
+    let mut episodes = Vec::new();
+    for &shots in &config.shots {
+        for t in &types {
+            for &seed in &config.seeds {
+                let episode = sample_episode(
+                    category,
+                    &DefectSelection::Type(t.clone()),
+                    &EpisodeConfig {
+                        defect_shots: shots,
+                        normal_shots: config.normal_shots,
+                        seed,
+                    },
+                )?;
+                let defects = if shots > 0 {
+                    let f = cache.features(&episode.defect_support)?;
+                    let m = cache.support_masks(&episode.defect_support, size)?;
+                    Some((f, m))
+                } else {
+                    None
+                };
+                let normals = if config.normal_shots > 0 {
+                    Some(cache.features(&episode.normal_support)?)
+                } else {
+                    None
+                };
+                let model = fit_features(
+                    &config.model,
+                    defects.as_ref().map(|(f, m)| (f, m)),
+                    normals.as_ref(),
+                )?;
+                let mut scored = Vec::with_capacity(episode.queries.len());
+                let mut score_seconds = 0.0;
+                for chunk in episode.queries.chunks(QUERY_BATCH) {
+                    let feats = cache.features(chunk)?;
+                    let start = Instant::now();
+                    let maps = model.score_features(&feats)?;
+                    let flat = maps.flatten_all()?.to_vec1::<f32>()?;
+                    score_seconds += start.elapsed().as_secs_f64();
+                    let n = (size * size) as usize;
+                    for (i, s) in chunk.iter().enumerate() {
+                        scored.push(ScoredImage {
+                            defect_type: s.defect_type.clone(),
+                            width: size as usize,
+                            height: size as usize,
+                            map: flat[i * n..(i + 1) * n].to_vec(),
+                            mask: cache.mask(s, size)?.pixels,
+                        });
+                    }
+                }
+                let summary = summarize(&scored, config.fpr_limit)?;
+                let metrics = summary.per_type.get(t).copied().ok_or_else(|| {
+                    Error::invalid_data(&category.dir, format!("no query of type {t} left"))
+                })?;
+                let encode_per_image = cache.encode_seconds / cache.encoded.max(1) as f64;
+                let result = EpisodeResult {
+                    shots,
+                    defect_type: t.clone(),
+                    seed,
+                    metrics,
+                    ms_per_query: 1000.0 * (encode_per_image + score_seconds / scored.len() as f64),
+                };
+                on_event(EvalEvent::Episode(result.clone()));
+                episodes.push(result);
+            }
+        }
+    }
+    Ok(aggregate(&category.name, episodes, &types, &config.seeds))
+}
+
+fn aggregate(
+    name: &str,
+    episodes: Vec<EpisodeResult>,
+    types: &[String],
+    seeds: &[u64],
+) -> EvalReport {
+    let mut per_type = BTreeMap::new();
+    let mut overall = BTreeMap::new();
+    let mut ms_per_query = BTreeMap::new();
+    let shots: std::collections::BTreeSet<usize> = episodes.iter().map(|e| e.shots).collect();
+    for k in shots {
+        let of_k: Vec<&EpisodeResult> = episodes.iter().filter(|e| e.shots == k).collect();
+        let mut by_type = BTreeMap::new();
+        for t in types {
+            let values: Vec<MetricValues> = of_k
+                .iter()
+                .filter(|e| &e.defect_type == t)
+                .map(|e| e.metrics)
+                .collect();
+            if let Some(stats) = MetricStats::of(&values) {
+                by_type.insert(t.clone(), stats);
+            }
+        }
+        // Per seed: the mean over types; then statistics over seeds.
+        let per_seed: Vec<MetricValues> = seeds
+            .iter()
+            .filter_map(|&seed| {
+                let of_seed: Vec<&MetricValues> = of_k
+                    .iter()
+                    .filter(|e| e.seed == seed)
+                    .map(|e| &e.metrics)
+                    .collect();
+                mean_metrics(&of_seed)
+            })
+            .collect();
+        if let Some(stats) = MetricStats::of(&per_seed) {
+            overall.insert(k, stats);
+        }
+        ms_per_query.insert(
+            k,
+            of_k.iter().map(|e| e.ms_per_query).sum::<f64>() / of_k.len().max(1) as f64,
+        );
+        per_type.insert(k, by_type);
+    }
+    EvalReport {
+        category: name.to_string(),
+        episodes,
+        per_type,
+        overall,
+        ms_per_query,
+    }
+}
+
+fn mean_metrics(values: &[&MetricValues]) -> Option<MetricValues> {
+    if values.is_empty() {
+        return None;
+    }
+    let n = values.len() as f64;
+    let mean = |f: fn(&MetricValues) -> f64| values.iter().map(|m| f(m)).sum::<f64>() / n;
+    let image: Vec<f64> = values.iter().filter_map(|m| m.image_auroc).collect();
+    Some(MetricValues {
+        pixel_auroc: mean(|m| m.pixel_auroc),
+        aupro: mean(|m| m.aupro),
+        pixel_ap: mean(|m| m.pixel_ap),
+        f1_max: mean(|m| m.f1_max),
+        f1_threshold: mean(|m| m.f1_threshold),
+        image_auroc: (!image.is_empty()).then(|| image.iter().sum::<f64>() / image.len() as f64),
+        images: values.iter().map(|m| m.images).sum(),
+    })
+}
+
+impl EvalReport {
+    /// One markdown table per shot count: rows per type, then the mean over types, each
+    /// `mean ± std` over seeds.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let fmt = |m: &MetricStats| {
+            let ms = |v: super::MeanStd| format!("{:.3} ± {:.3}", v.mean, v.std);
+            format!(
+                "{} | {} | {} | {} | {}",
+                ms(m.pixel_auroc),
+                ms(m.aupro),
+                ms(m.pixel_ap),
+                ms(m.f1_max),
+                m.image_auroc.map_or("-".into(), ms)
+            )
+        };
+        for (k, by_type) in &self.per_type {
+            out.push_str(&format!(
+                "\n{} — {k} defect shot(s), {:.1} ms per query image\n\n",
+                self.category,
+                self.ms_per_query.get(k).copied().unwrap_or(f64::NAN)
+            ));
+            out.push_str(
+                "| type | pixel AUROC | AUPRO | pixel AP | F1-max | image AUROC |\n\
+                 |---|---|---|---|---|---|\n",
+            );
+            for (t, m) in by_type {
+                out.push_str(&format!("| {t} | {} |\n", fmt(m)));
+            }
+            if let Some(m) = self.overall.get(k) {
+                out.push_str(&format!("| **mean** | {} |\n", fmt(m)));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,129 @@
+//! Everything a fitted model is configured by, validated once.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backbone::BackboneConfig;
+use crate::baseline::KnnConfig;
+use crate::guidance::{AnomalyMapConfig, HybridConfig, ReverseConfig, DEFAULT_TAU};
+use crate::prototype::PrototypeConfig;
+use crate::{Error, Result};
+
+/// Images are resized to this square side before encoding (the usual MVTec protocol).
+pub const DEFAULT_IMAGE_SIZE: u32 = 256;
+
+/// How query pixels are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scoring {
+    /// BPGG: softmax over τ·cos to the defect and normal prototypes (needs defect supports).
+    Bpgg,
+    /// Normal-only: distance to the nearest normal-support feature (PatchCore-style).
+    Knn,
+    /// Both signals combined (see [`crate::guidance::hybrid_score`]).
+    Hybrid,
+}
+
+impl Scoring {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bpgg => "bpgg",
+            Self::Knn => "knn",
+            Self::Hybrid => "hybrid",
+        }
+    }
+
+    /// Whether this scoring uses the prototypes (and so needs defect supports).
+    pub fn uses_prototypes(self) -> bool {
+        matches!(self, Self::Bpgg | Self::Hybrid)
+    }
+
+    /// Whether this scoring uses the normal memory bank (and so needs normal supports).
+    pub fn uses_memory_bank(self) -> bool {
+        matches!(self, Self::Knn | Self::Hybrid)
+    }
+}
+
+impl fmt::Display for Scoring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scoring {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bpgg" => Ok(Self::Bpgg),
+            "knn" => Ok(Self::Knn),
+            "hybrid" => Ok(Self::Hybrid),
+            _ => Err(Error::InvalidConfig(format!(
+                "unknown scoring `{s}`; choose bpgg, knn or hybrid"
+            ))),
+        }
+    }
+}
+
+/// The configuration of a fitted model; stored inside the model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelConfig {
+    /// Feature extractor and layers.
+    pub backbone: BackboneConfig,
+    /// Square side images are resized to (pixels).
+    pub image_size: u32,
+    /// Which signal scores the query pixels.
+    pub scoring: Scoring,
+    /// Prototype generation (prototypes per class, normal-source balance).
+    pub prototype: PrototypeConfig,
+    /// Temperature of the cosine similarities (τ, default 20).
+    pub tau: f32,
+    /// The reverse branch at inference (off by default; see the README for measurements).
+    pub reverse: ReverseConfig,
+    /// The normal memory bank.
+    pub knn: KnnConfig,
+    /// How `hybrid` mixes the two signals.
+    pub hybrid: HybridConfig,
+    /// Upsampling and smoothing of the maps.
+    pub map: AnomalyMapConfig,
+}
+
+impl Default for ModelConfig {
+    /// Embedded EfficientNet-Lite0, 256 px, BPGG scoring, τ = 20, one prototype per class,
+    /// reverse branch off, σ = 4 px.
+    fn default() -> Self {
+        Self {
+            backbone: BackboneConfig::default(),
+            image_size: DEFAULT_IMAGE_SIZE,
+            scoring: Scoring::Bpgg,
+            prototype: PrototypeConfig::default(),
+            tau: DEFAULT_TAU,
+            reverse: ReverseConfig::default(),
+            knn: KnnConfig::default(),
+            hybrid: HybridConfig::default(),
+            map: AnomalyMapConfig::default(),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Checks every field once, at the boundary.
+    pub fn validate(&self) -> Result<()> {
+        if !(32..=4096).contains(&self.image_size) || self.image_size % 16 != 0 {
+            return Err(Error::InvalidConfig(format!(
+                "image size must be a multiple of 16 in 32..=4096, got {}",
+                self.image_size
+            )));
+        }
+        crate::guidance::validate_tau(self.tau)?;
+        self.prototype.validate()?;
+        self.knn.validate()?;
+        self.hybrid.validate()?;
+        self.map.validate()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! A fitted model on disk: one safetensors file (prototypes, memory bank, supports for the
+//! reverse branch) whose header metadata holds the format name, its version and the JSON
+//! configuration. Written atomically; read with every field checked.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::config::ModelConfig;
+use super::fitted::{FittedModel, ThresholdRule};
+use crate::backbone::weights::{read_safetensors_with_metadata, StateDict};
+use crate::baseline::MemoryBank;
+use crate::prototype::PrototypeBank;
+use crate::{Error, Result};
+
+/// The `bpgg_format` metadata value of a model file.
+pub const MODEL_FORMAT: &str = "bpgg-model";
+/// The model-file version this build writes and reads.
+pub const MODEL_VERSION: u32 = 1;
+
+const DEFECT: &str = "prototypes.defect";
+const NORMAL: &str = "prototypes.normal";
+const MEMORY: &str = "memory_bank";
+const SUPPORT_FEATURES: &str = "support.features";
+const SUPPORT_MASKS: &str = "support.masks";
+
+impl FittedModel {
+    /// Writes the model to `path` (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        if let Some(bank) = &self.prototypes {
+            tensors.push((DEFECT.into(), bank.defect.clone()));
+            tensors.push((NORMAL.into(), bank.normal.clone()));
+        }
+        if let Some(memory) = &self.memory {
+            tensors.push((MEMORY.into(), memory.features().clone()));
+        }
+        if let Some((f, m)) = &self.reverse_supports {
+            tensors.push((SUPPORT_FEATURES.into(), f.clone()));
+            tensors.push((SUPPORT_MASKS.into(), m.clone()));
+        }
+        let config = serde_json::to_string(&self.config).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut meta = HashMap::from([
+            ("bpgg_format".to_string(), MODEL_FORMAT.to_string()),
+            ("bpgg_version".to_string(), MODEL_VERSION.to_string()),
+            ("config".to_string(), config),
+            ("threshold".to_string(), self.threshold.to_string()),
+            (
+                "threshold_rule".to_string(),
+                serde_json::to_string(&self.threshold_rule).expect("enum serialises"),
+            ),
+        ]);
+        if let Some(s) = self.knn_scale {
+            meta.insert("knn_scale".into(), s.to_string());
+        }
+        StateDict::new(tensors)?.save_safetensors_with_metadata(path, meta)
+    }
+
+    /// Reads a model written by [`FittedModel::save`], checking format, version and shapes.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let bad = |problem: String| Error::invalid_data(path, problem);
+        let (sd, meta) = read_safetensors_with_metadata(path).map_err(|e| match e {
+            Error::InvalidWeights { problem, .. } => {
+                bad(format!("not a bpgg model file ({problem})"))
+            }
+            e => e,
+        })?;
+        if meta.get("bpgg_format").map(String::as_str) != Some(MODEL_FORMAT) {
+            return Err(bad("not a bpgg model file (no bpgg-model header)".into()));
+        }
+        let version = meta.get("bpgg_version").map(String::as_str).unwrap_or("?");
+        if version != MODEL_VERSION.to_string() {
+            return Err(bad(format!(
+                "model file version {version}, this bpgg reads version {MODEL_VERSION}; refit it"
+            )));
+        }
+        let config: ModelConfig = serde_json::from_str(
+            meta.get("config")
+                .ok_or_else(|| bad("model file has no config".into()))?,
+        )
+        .map_err(|e| bad(format!("model config is invalid: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| bad(format!("model config is invalid: {e}")))?;
+        let number = |key: &str| -> Result<Option<f32>> {
+            meta.get(key)
+                .map(|v| {
+                    v.parse::<f32>()
+                        .ok()
+                        .filter(|x| x.is_finite())
+                        .ok_or_else(|| bad(format!("{key} `{v}` is not a finite number")))
+                })
+                .transpose()
+        };
+        let threshold = number("threshold")?.ok_or_else(|| bad("model has no threshold".into()))?;
+        let threshold_rule = meta
+            .get("threshold_rule")
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or(ThresholdRule::User);
+        let knn_scale = number("knn_scale")?;
+        let get = |name: &str| -> Result<Option<Tensor>> {
+            sd.get(name)
+                .map(|t| t.to_device(device).map_err(Error::from))
+                .transpose()
+        };
+        let prototypes = match (get(DEFECT)?, get(NORMAL)?) {
+            (Some(d), Some(n)) => Some(PrototypeBank::new(d, n).map_err(|e| bad(e.to_string()))?),
+            (None, None) => None,
+            _ => return Err(bad("model has only one class of prototypes".into())),
+        };
+        let memory = get(MEMORY)?
+            .map(|rows| MemoryBank::from_rows(&rows, &config.knn))
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?;
+        let reverse_supports = match (get(SUPPORT_FEATURES)?, get(SUPPORT_MASKS)?) {
+            (Some(f), Some(m)) => Some((f, m)),
+            (None, None) => None,
+            _ => return Err(bad("model has support features without masks".into())),
+        };
+        if config.scoring.uses_prototypes() && prototypes.is_none() {
+            return Err(bad(format!("scoring {} but no prototypes", config.scoring)));
+        }
+        if config.scoring.uses_memory_bank() && memory.is_none() {
+            return Err(bad(format!(
+                "scoring {} but no memory bank",
+                config.scoring
+            )));
+        }
+        if config.scoring == super::Scoring::Hybrid && knn_scale.is_none() {
+            return Err(bad("hybrid scoring but no knn_scale".into()));
+        }
+        let channels: Vec<usize> = [
+            prototypes.as_ref().map(|p| p.channels()),
+            memory.as_ref().map(|m| m.features().dims()[1]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if channels.windows(2).any(|w| w[0] != w[1]) {
+            return Err(bad(format!("feature widths disagree: {channels:?}")));
+        }
+        Ok(FittedModel {
+            config,
+            prototypes,
+            memory,
+            knn_scale,
+            reverse_supports,
+            threshold,
+            threshold_rule,
+        })
+    }
+}

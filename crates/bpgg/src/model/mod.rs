@@ -1,0 +1,14 @@
+//! The whole few-shot pipeline as one object: encode supports once ([`fit`]), keep what scoring
+//! needs in a [`FittedModel`] (a file on disk), and turn new images into anomaly maps.
+
+mod config;
+mod encoder;
+mod file;
+mod fit;
+mod fitted;
+
+pub use config::{ModelConfig, Scoring, DEFAULT_IMAGE_SIZE};
+pub use encoder::Encoder;
+pub use file::{MODEL_FORMAT, MODEL_VERSION};
+pub use fit::{fit, fit_features, SupportSet};
+pub use fitted::{FittedModel, ThresholdRule};
