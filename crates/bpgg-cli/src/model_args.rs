@@ -12,6 +12,9 @@ use clap::{Args, ValueEnum};
 /// How the model scores pixels.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ScoringArg {
+    /// hybrid with defect and normal images, bpgg with defect images only, knn with normal
+    /// images only.
+    Auto,
     /// Defect and normal prototypes from the supports (needs defect images with masks).
     Bpgg,
     /// Distance to the nearest normal-support feature (normal images only).
@@ -49,7 +52,7 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = bpgg::model::DEFAULT_IMAGE_SIZE, value_name = "SIZE")]
     pub size: u32,
     /// How pixels are scored.
-    #[arg(long, value_enum, default_value = "bpgg")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub scoring: ScoringArg,
     /// Temperature of the cosine similarities.
     #[arg(long, default_value_t = bpgg::guidance::DEFAULT_TAU)]
@@ -86,6 +89,7 @@ impl ModelArgs {
             },
             image_size: self.size,
             scoring: match self.scoring {
+                ScoringArg::Auto => Scoring::Auto,
                 ScoringArg::Bpgg => Scoring::Bpgg,
                 ScoringArg::Knn => Scoring::Knn,
                 ScoringArg::Hybrid => Scoring::Hybrid,

@@ -102,7 +102,7 @@ fn demo_model_args() -> ModelArgs {
         weights: None,
         layers: Vec::new(),
         size: d.image_size,
-        scoring: crate::model_args::ScoringArg::Bpgg,
+        scoring: crate::model_args::ScoringArg::Auto,
         tau: d.tau,
         prototypes: d.prototype.prototypes_per_class,
         normal_weight: d.prototype.normal_source_weight,

@@ -38,7 +38,14 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     println!(
         "scoring {} · backbone {} ({}) · {} px · normal shots {} · seeds 0..{}",
-        config.model.scoring,
+        match config.model.scoring {
+            bpgg::model::Scoring::Auto => format!(
+                "auto (= {} with defect shots, {} without)",
+                config.model.scoring.resolve(true, args.normal_shots),
+                config.model.scoring.resolve(false, args.normal_shots)
+            ),
+            s => s.to_string(),
+        },
         config.model.backbone.kind,
         config.model.backbone.effective_layers().join(","),
         config.model.image_size,

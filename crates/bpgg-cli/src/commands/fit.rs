@@ -36,7 +36,7 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     model.save(&args.output)?;
     println!(
         "fitted {} scoring on {} defect and {} normal image(s); threshold {:.4} ({:?}); wrote {}",
-        config.scoring,
+        model.config.scoring,
         set.defects.len(),
         set.normals.len(),
         model.threshold,

@@ -128,6 +128,8 @@ fn bpgg_scoring_without_defect_images_says_what_to_do() {
         "fit",
         "--normal",
         s(&cat.join("train/good")),
+        "--scoring",
+        "bpgg",
         "-o",
         s(&dir.path().join("m.bpgg")),
     ]);

@@ -18,6 +18,9 @@ pub const DEFAULT_IMAGE_SIZE: u32 = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scoring {
+    /// Chosen from the supports at fit time: `hybrid` with defect images and at least two
+    /// normal images, `bpgg` with defect images only, `knn` with normal images only.
+    Auto,
     /// BPGG: softmax over τ·cos to the defect and normal prototypes (needs defect supports).
     Bpgg,
     /// Normal-only: distance to the nearest normal-support feature (PatchCore-style).
@@ -30,9 +33,21 @@ impl Scoring {
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
             Self::Bpgg => "bpgg",
             Self::Knn => "knn",
             Self::Hybrid => "hybrid",
+        }
+    }
+
+    /// The concrete scoring for supports with (or without) defect images and `normals` normal
+    /// images; concrete scorings are returned unchanged.
+    pub fn resolve(self, has_defects: bool, normals: usize) -> Scoring {
+        match self {
+            Self::Auto if has_defects && normals >= 2 => Self::Hybrid,
+            Self::Auto if has_defects => Self::Bpgg,
+            Self::Auto => Self::Knn,
+            concrete => concrete,
         }
     }
 
@@ -58,11 +73,12 @@ impl FromStr for Scoring {
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "auto" => Ok(Self::Auto),
             "bpgg" => Ok(Self::Bpgg),
             "knn" => Ok(Self::Knn),
             "hybrid" => Ok(Self::Hybrid),
             _ => Err(Error::InvalidConfig(format!(
-                "unknown scoring `{s}`; choose bpgg, knn or hybrid"
+                "unknown scoring `{s}`; choose auto, bpgg, knn or hybrid"
             ))),
         }
     }
@@ -93,13 +109,13 @@ pub struct ModelConfig {
 }
 
 impl Default for ModelConfig {
-    /// Embedded EfficientNet-Lite0, 256 px, BPGG scoring, τ = 20, one prototype per class,
-    /// reverse branch off, σ = 4 px.
+    /// Embedded EfficientNet-Lite0, 256 px, automatic scoring (hybrid when defect and normal
+    /// images are given), τ = 20, one prototype per class, reverse branch off, σ = 4 px.
     fn default() -> Self {
         Self {
             backbone: BackboneConfig::default(),
             image_size: DEFAULT_IMAGE_SIZE,
-            scoring: Scoring::Bpgg,
+            scoring: Scoring::Auto,
             prototype: PrototypeConfig::default(),
             tau: DEFAULT_TAU,
             reverse: ReverseConfig::default(),

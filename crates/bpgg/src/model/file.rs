@@ -96,6 +96,9 @@ impl FittedModel {
                 })
                 .transpose()
         };
+        if config.scoring == super::Scoring::Auto {
+            return Err(bad("model config has no concrete scoring".into()));
+        }
         let threshold = number("threshold")?.ok_or_else(|| bad("model has no threshold".into()))?;
         let threshold_rule = meta
             .get("threshold_rule")

@@ -41,6 +41,10 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
         )));
     }
     let (k, n) = (supports.defects.len(), supports.normals.len());
+    let config = &ModelConfig {
+        scoring: config.scoring.resolve(k > 0, n),
+        ..config.clone()
+    };
     if config.scoring.uses_prototypes() && k == 0 {
         return Err(Error::InvalidConfig(format!(
             "scoring `{}` needs at least one defect image with its mask; with normal images only, \
@@ -122,6 +126,11 @@ pub fn fit_features(
     defects: Option<(&Tensor, &Tensor)>,
     normals: Option<&Tensor>,
 ) -> Result<FittedModel> {
+    let normal_count = normals.map(|n| n.dims()[0]).unwrap_or(0);
+    let config = &ModelConfig {
+        scoring: config.scoring.resolve(defects.is_some(), normal_count),
+        ..config.clone()
+    };
     let prototypes = match (config.scoring.uses_prototypes(), defects) {
         (true, Some((f, m))) => Some(build_prototypes(f, m, normals, &config.prototype)?),
         (true, None) => {

@@ -90,6 +90,9 @@ impl FittedModel {
             }
         };
         match self.config.scoring {
+            Scoring::Auto => Err(Error::InvalidConfig(
+                "scoring `auto` is resolved when the model is fitted".into(),
+            )),
             Scoring::Bpgg => self.defect_probability(feats),
             Scoring::Knn => dist(),
             Scoring::Hybrid => {
