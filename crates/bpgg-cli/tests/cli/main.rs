@@ -2,5 +2,6 @@
 
 mod data;
 mod pipeline;
+mod report;
 mod score;
 mod util;

@@ -218,7 +218,11 @@ mod tests {
         let c = curves_of(&[&img], 0.3).unwrap();
         // A perfect separation passes through (0, 1) on ROC and PRO and has precision 1.
         assert!(c.roc.contains(&(0.0, 1.0)), "{:?}", c.roc);
-        assert!(c.pro.iter().any(|&(f, p)| f == 0.0 && p == 1.0), "{:?}", c.pro);
+        assert!(
+            c.pro.iter().any(|&(f, p)| f == 0.0 && p == 1.0),
+            "{:?}",
+            c.pro
+        );
         assert!(c.pro.iter().all(|&(f, _)| f <= 0.3));
         // Full recall at precision 1 exists; lower thresholds only add false positives.
         assert!(c.pr.contains(&(1.0, 1.0)), "{:?}", c.pr);

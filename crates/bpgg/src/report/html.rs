@@ -245,11 +245,7 @@ impl ReportWriter {
     fn add_supports(&mut self, episode: &EpisodeMaps) -> Result<()> {
         let size = self.config.thumb_size;
         let mut items = Vec::new();
-        for s in episode
-            .defect_support
-            .iter()
-            .chain(&episode.normal_support)
-        {
+        for s in episode.defect_support.iter().chain(&episode.normal_support) {
             let image = load_rgb(&s.image, self.config.limits)?;
             let thumb = resize_image(&image, size, size);
             let thumb = match &s.mask {
@@ -342,7 +338,10 @@ impl ReportWriter {
             self.config.fpr_limit
         );
         let series = |f: fn(&CurveSet) -> &Vec<(f64, f64)>| -> Vec<(&str, &Vec<(f64, f64)>)> {
-            self.curves.iter().map(|(t, c)| (t.as_str(), f(c))).collect()
+            self.curves
+                .iter()
+                .map(|(t, c)| (t.as_str(), f(c)))
+                .collect()
         };
         let plots = [
             (
