@@ -73,6 +73,8 @@ pub struct Plot<'a> {
     pub x_max: f64,
     /// Draw the chance diagonal (ROC).
     pub diagonal: bool,
+    /// Legend in the upper right instead of the lower right (for falling curves: PR).
+    pub legend_top: bool,
 }
 
 const WIDTH: f64 = 360.0;
@@ -135,10 +137,14 @@ pub fn svg_plot(plot: &Plot, series: &[(&str, &Points)]) -> String {
             path.trim_end()
         );
     }
-    // Legend in the lower right (ROC/PRO curves rise to the upper left; PR falls there, so
-    // it is drawn with a white box to stay readable over a line).
+    // Legend where the curves usually are not (ROC and PRO rise to the upper left, PR falls
+    // to the lower right), on a white box to stay readable where a curve does pass.
     let lx = LEFT + pw - 8.0;
-    let ly0 = TOP + ph - 8.0 - 14.0 * (series.len().saturating_sub(1)) as f64;
+    let ly0 = if plot.legend_top {
+        TOP + 20.0
+    } else {
+        TOP + ph - 8.0 - 14.0 * (series.len().saturating_sub(1)) as f64
+    };
     if !series.is_empty() {
         let longest = series.iter().map(|(n, _)| n.len()).max().unwrap_or(0) as f64;
         let bw = 24.0 + 6.5 * longest;
@@ -233,6 +239,7 @@ mod tests {
                 y_label: "TPR",
                 x_max: 1.0,
                 diagonal: true,
+                legend_top: false,
             },
             &[("crack", &c.roc)],
         );

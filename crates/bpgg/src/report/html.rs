@@ -88,10 +88,14 @@ struct GalleryItem {
     threshold: f32,
 }
 
-/// Support images of one episode.
+/// A row of support thumbnails: the defect supports of one episode, or normal supports shared
+/// by one or more episodes (with a fixed seed every type draws the same ones).
 #[derive(Debug, Clone)]
 struct SupportRow {
-    episode: String,
+    /// The episodes (defect types) the row belongs to.
+    episodes: Vec<String>,
+    /// The images, to recognise a normal row another episode shares.
+    images: Vec<PathBuf>,
     /// `(file, caption)`.
     items: Vec<(String, String)>,
 }
@@ -103,6 +107,7 @@ pub struct ReportWriter {
     config: ReportConfig,
     gallery: Vec<GalleryItem>,
     supports: Vec<SupportRow>,
+    normal_supports: Vec<SupportRow>,
     curves: BTreeMap<String, CurveSet>,
     shots: Option<usize>,
     written: usize,
@@ -124,6 +129,7 @@ impl ReportWriter {
             config,
             gallery: Vec::new(),
             supports: Vec::new(),
+            normal_supports: Vec::new(),
             curves: BTreeMap::new(),
             written: 0,
         })
@@ -243,42 +249,60 @@ impl ReportWriter {
     }
 
     fn add_supports(&mut self, episode: &EpisodeMaps) -> Result<()> {
-        let size = self.config.thumb_size;
-        let mut items = Vec::new();
-        for s in episode.defect_support.iter().chain(&episode.normal_support) {
-            let image = load_rgb(&s.image, self.config.limits)?;
-            let thumb = resize_image(&image, size, size);
-            let thumb = match &s.mask {
-                Some(p) => {
-                    let mask = load_mask(p, Some(image.dimensions()), self.config.limits)?;
-                    let mask = resize_mask(&mask, size, size);
-                    outlined(&thumb, &mask, GROUND_TRUTH_COLOUR, 2)
-                }
-                None => thumb,
-            };
-            let caption = format!("{} {}", s.defect_type, s.stem);
-            items.push((self.save(&thumb)?, caption));
-        }
+        let t = &episode.defect_type;
+        let items = self.thumbnails(&episode.defect_support)?;
         self.supports.push(SupportRow {
-            episode: episode.defect_type.clone(),
+            episodes: vec![t.clone()],
+            images: episode
+                .defect_support
+                .iter()
+                .map(|s| s.image.clone())
+                .collect(),
+            items,
+        });
+        let images: Vec<PathBuf> = episode
+            .normal_support
+            .iter()
+            .map(|s| s.image.clone())
+            .collect();
+        if images.is_empty() {
+            return Ok(());
+        }
+        if let Some(row) = self.normal_supports.iter_mut().find(|r| r.images == images) {
+            row.episodes.push(t.clone());
+            return Ok(());
+        }
+        let items = self.thumbnails(&episode.normal_support)?;
+        self.normal_supports.push(SupportRow {
+            episodes: vec![t.clone()],
+            images,
             items,
         });
         Ok(())
     }
 
-    /// The image downsized to the panel cell (aspect ratio kept).
-    fn cell(&self, image: &RgbImage) -> RgbImage {
-        let (w, h) = image.dimensions();
-        let side = self.config.cell_size;
-        let scale = f64::from(side) / f64::from(w.max(h));
-        if scale >= 1.0 {
-            return image.clone();
+    /// Thumbnails (longer side `thumb_size`) with the defect outlined, and their captions.
+    fn thumbnails(&mut self, samples: &[Sample]) -> Result<Vec<(String, String)>> {
+        let mut items = Vec::with_capacity(samples.len());
+        for s in samples {
+            let image = load_rgb(&s.image, self.config.limits)?;
+            let thumb = fit_inside(&image, self.config.thumb_size);
+            let thumb = match &s.mask {
+                Some(p) => {
+                    let mask = load_mask(p, Some(image.dimensions()), self.config.limits)?;
+                    let mask = resize_mask(&mask, thumb.width(), thumb.height());
+                    outlined(&thumb, &mask, GROUND_TRUTH_COLOUR, 2)
+                }
+                None => thumb,
+            };
+            items.push((self.save(&thumb)?, format!("{} {}", s.defect_type, s.stem)));
         }
-        let (nw, nh) = (
-            ((f64::from(w) * scale).round() as u32).max(1),
-            ((f64::from(h) * scale).round() as u32).max(1),
-        );
-        resize_image(image, nw, nh)
+        Ok(items)
+    }
+
+    /// The image resized to the panel cell; see [`fit_inside`].
+    fn cell(&self, image: &RgbImage) -> RgbImage {
+        fit_inside(image, self.config.cell_size)
     }
 
     fn save(&mut self, picture: &RgbImage) -> Result<String> {
@@ -303,7 +327,7 @@ impl ReportWriter {
              <title>{title}</title><style>{CSS}</style></head><body>\n<h1>{title}</h1>\n"
         );
         if let Some(report) = eval {
-            h.push_str(&metrics_section(report));
+            h.push_str(&metrics_section(report, self.config.fpr_limit));
         }
         if !self.curves.is_empty() {
             h.push_str(&self.curves_section());
@@ -351,6 +375,7 @@ impl ReportWriter {
                     y_label: "true-positive rate",
                     x_max: 1.0,
                     diagonal: true,
+                    legend_top: false,
                 },
                 series(|c| &c.roc),
             ),
@@ -361,6 +386,7 @@ impl ReportWriter {
                     y_label: "per-region overlap",
                     x_max: self.config.fpr_limit,
                     diagonal: false,
+                    legend_top: false,
                 },
                 series(|c| &c.pro),
             ),
@@ -371,6 +397,7 @@ impl ReportWriter {
                     y_label: "precision",
                     x_max: 1.0,
                     diagonal: false,
+                    legend_top: true,
                 },
                 series(|c| &c.pr),
             ),
@@ -388,11 +415,25 @@ impl ReportWriter {
              defects outlined in <span class=\"gt\">green</span>.</p>\n",
             self.scope()
         );
-        for row in &self.supports {
+        let all_types = self.supports.len();
+        let normal_rows = self.normal_supports.iter().map(|r| {
+            let label = if r.episodes.len() == all_types && all_types > 1 {
+                "good (every type)".to_string()
+            } else {
+                format!("good ({})", r.episodes.join(", "))
+            };
+            (label, r)
+        });
+        let rows = self
+            .supports
+            .iter()
+            .map(|r| (r.episodes.join(", "), r))
+            .chain(normal_rows);
+        for (label, row) in rows {
             let _ = write!(
                 h,
                 "<div class=\"supports\"><div class=\"rowlabel\">{}</div>",
-                escape(&row.episode)
+                escape(&label)
             );
             for (file, caption) in &row.items {
                 let _ = write!(
@@ -479,11 +520,11 @@ impl ReportWriter {
     }
 }
 
-fn metrics_section(report: &EvalReport) -> String {
-    let mut h = String::from(
+fn metrics_section(report: &EvalReport, fpr_limit: f64) -> String {
+    let mut h = format!(
         "<h2>Metrics</h2>\n<p class=\"note\">Per defect type: mean ± standard deviation over \
          seeds. Pixel metrics pool the type's defect images with every defect-free image; \
-         AUPRO up to FPR 0.3 unless set otherwise.</p>\n",
+         AUPRO is integrated up to FPR {fpr_limit}.</p>\n",
     );
     let ms = |v: MeanStd| format!("{:.3} <small>± {:.3}</small>", v.mean, v.std);
     let row = |name: &str, m: &MetricStats, class: &str| {
@@ -518,6 +559,18 @@ fn metrics_section(report: &EvalReport) -> String {
     h
 }
 
+/// The image resized so that its longer side is `side` (aspect ratio kept): large images
+/// shrink to keep the page small, small ones grow to stay legible.
+fn fit_inside(image: &RgbImage, side: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let scale = f64::from(side) / f64::from(w.max(h));
+    let (nw, nh) = (
+        ((f64::from(w) * scale).round() as u32).max(1),
+        ((f64::from(h) * scale).round() as u32).max(1),
+    );
+    resize_image(image, nw, nh)
+}
+
 fn max_of(values: &[f32]) -> f32 {
     values.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
@@ -536,7 +589,7 @@ table.metrics td:first-child,table.metrics th:first-child{text-align:left}table.
 small{color:#777}.curves{display:flex;flex-wrap:wrap;gap:12px}.curves svg{background:#fff;border:1px solid #ddd}\
 .supports{display:flex;flex-wrap:wrap;align-items:flex-start;gap:6px;margin:6px 0}\
 .rowlabel{width:110px;font-weight:bold;padding-top:4px}figure{margin:0}figcaption{font-size:12px;color:#444}\
-#gallery{display:flex;flex-direction:column;gap:10px}.panel img{display:block;max-width:100%}\
+#gallery{display:flex;flex-wrap:wrap;gap:12px 18px}.panel img{display:block;max-width:100%}\
 .bad{color:#c0392b}.sort button{margin-right:6px;padding:3px 10px;border:1px solid #aaa;background:#fff;border-radius:4px;cursor:pointer}\
 .sort button.on{background:#333;color:#fff}pre{background:#f0f0f0;padding:8px;overflow:auto;max-height:24em}";
 
