@@ -625,3 +625,39 @@ const JS: &str = r#"
   window.addEventListener('load',check);
 })();
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prediction_gallery_keeps_the_highest_scores_and_their_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ReportConfig {
+            max_panels: 2,
+            cell_size: 16,
+            ..ReportConfig::default()
+        };
+        let mut writer = ReportWriter::new(dir.path(), config).unwrap();
+        let image = RgbImage::from_pixel(8, 8, image::Rgb([90, 90, 90]));
+        for (name, peak) in [("a", 0.2f32), ("b", 0.9), ("c", 0.5), ("d", 0.1)] {
+            let map = FloatMap {
+                width: 4,
+                height: 4,
+                data: vec![peak; 16],
+            };
+            writer.add_prediction(name, &image, &map, 0.4).unwrap();
+        }
+        let names: Vec<&str> = writer.gallery.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&"b") && names.contains(&"c"), "{names:?}");
+        let pngs = std::fs::read_dir(dir.path().join(ASSETS)).unwrap().count();
+        assert_eq!(pngs, 2, "evicted panels are deleted");
+        let page = writer
+            .finish(&RunInfo::default(), None)
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .unwrap();
+        assert_eq!(page.matches("class=\"panel\"").count(), 2);
+        assert!(page.contains("data-default=\"score\"") && !page.contains("<table"));
+    }
+}
