@@ -53,7 +53,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 dir,
                 ReportConfig {
                     panels_per_episode: (defaults.max_panels / types.max(1)).max(4),
-                    shots: args.shots.last().copied(),
+                    shots: args.shots.iter().max().copied(),
                     fpr_limit: args.fpr_limit,
                     ..defaults
                 },
