@@ -13,6 +13,10 @@ pub struct Cli {
     #[arg(long, short, global = true)]
     pub quiet: bool,
 
+    /// Log what is loaded to stderr (-v), and timings (-vv).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -137,6 +141,10 @@ pub struct EvalArgs {
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Also write an HTML report (DIR/index.html and its images): metrics, curves, supports
+    /// and the worst queries of seed 0.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub model: crate::model_args::ModelArgs,
 }
@@ -203,6 +211,9 @@ pub struct PredictArgs {
     /// Stop at the first unreadable image instead of skipping it.
     #[arg(long)]
     pub fail_fast: bool,
+    /// Also write an HTML gallery of the highest-scoring images (DIR/index.html and images).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 /// `bpgg demo`.

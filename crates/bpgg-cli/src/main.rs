@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod logging;
 mod model_args;
 mod progress;
 
@@ -11,6 +12,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    logging::init(cli.verbose);
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {

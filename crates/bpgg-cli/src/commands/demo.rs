@@ -57,6 +57,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             batch: 8,
             resume: false,
             fail_fast: false,
+            report: None,
         },
         quiet,
     )?;
@@ -81,6 +82,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let report = evaluate_category(&category, &encoder, &config, |e| match e {
         EvalEvent::Start { total } => bar.set_length(total as u64),
         EvalEvent::Episode(_) => bar.inc(1),
+        EvalEvent::Scored(_) => {}
     })?;
     bar.finish_and_clear();
     println!("4/4 evaluated 1- and 5-shot episodes over 3 seeds (supports never scored):");

@@ -7,7 +7,9 @@ use bpgg::data::float_map::write_atomic;
 use bpgg::data::{ImageLimits, MvtecCategory};
 use bpgg::eval::{evaluate_category, EvalConfig, EvalEvent};
 use bpgg::model::Encoder;
+use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
 use candle_core::Device;
+use tracing::{debug, info};
 
 use crate::args::EvalArgs;
 use crate::progress;
@@ -24,18 +26,71 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         limits: ImageLimits::default(),
     };
     let category = MvtecCategory::open(&args.data.join(&args.category))?;
+    info!(
+        "category {} at {}: defect types {}",
+        category.name,
+        category.dir.display(),
+        category.defect_types().join(",")
+    );
     let device = Device::Cpu;
+    let start = std::time::Instant::now();
     let encoder = Encoder::new(&config.model.backbone, config.model.image_size, &device)
         .context("loading the backbone")?;
+    info!(
+        "backbone {} loaded in {:.1} s",
+        config.model.backbone.kind,
+        start.elapsed().as_secs_f64()
+    );
+    let mut writer = match &args.report {
+        Some(dir) => {
+            let types = if args.types.is_empty() {
+                category.defect_types().len()
+            } else {
+                args.types.len()
+            };
+            let defaults = ReportConfig::default();
+            Some(ReportWriter::new(
+                dir,
+                ReportConfig {
+                    panels_per_episode: (defaults.max_panels / types.max(1)).max(4),
+                    shots: args.shots.iter().max().copied(),
+                    fpr_limit: args.fpr_limit,
+                    ..defaults
+                },
+            )?)
+        }
+        None => None,
+    };
+    let mut report_error = None;
     let bar = progress::bar(0, "episodes", quiet);
+    let mut episode_start = std::time::Instant::now();
     let report = evaluate_category(&category, &encoder, &config, |event| match event {
         EvalEvent::Start { total } => bar.set_length(total as u64),
+        EvalEvent::Scored(maps) => {
+            if let (Some(w), None) = (writer.as_mut(), &report_error) {
+                if let Err(e) = w.add_episode(&maps) {
+                    report_error = Some(e);
+                }
+            }
+        }
         EvalEvent::Episode(e) => {
+            debug!(
+                "episode {} k={} seed={} took {:.2} s ({:.1} ms per query)",
+                e.defect_type,
+                e.shots,
+                e.seed,
+                episode_start.elapsed().as_secs_f64(),
+                e.ms_per_query
+            );
+            episode_start = std::time::Instant::now();
             bar.set_message(format!("{} k={} s={}", e.defect_type, e.shots, e.seed));
             bar.inc(1);
         }
     })?;
     bar.finish_and_clear();
+    if let Some(e) = report_error {
+        return Err(anyhow::Error::new(e).context("writing the report"));
+    }
     println!(
         "scoring {} · backbone {} ({}) · {} px · normal shots {} · seeds 0..{}",
         match config.model.scoring {
@@ -68,6 +123,24 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "episodes": report.episodes,
         });
         write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    }
+    if let Some(writer) = writer {
+        let run = RunInfo {
+            title: format!("bpgg eval — {}", report.category),
+            command_line: crate::logging::command_line(),
+            settings: serde_json::json!({
+                "model": config.model,
+                "shots": config.shots,
+                "normal_shots": config.normal_shots,
+                "seeds": config.seeds,
+                "types": config.types,
+                "fpr_limit": config.fpr_limit,
+            }),
+        };
+        let page = writer
+            .finish(&run, Some(&report))
+            .context("writing the report")?;
+        println!("report: {}", page.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,8 +11,10 @@ use bpgg::data::mvtec::is_image_path;
 use bpgg::data::ImageLimits;
 use bpgg::model::FittedModel;
 use bpgg::report::heatmap::{overlay, resize_map, threshold_map};
+use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
 use candle_core::Device;
 use image::RgbImage;
+use tracing::{debug, info};
 
 use crate::args::PredictArgs;
 use crate::progress;
@@ -30,7 +32,18 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let device = Device::Cpu;
     let model = FittedModel::load(&args.model, &device)?;
     let threshold = args.threshold.unwrap_or(model.threshold);
+    info!(
+        "model {}: scoring {}, backbone {}, {} px, threshold {threshold:.4}",
+        args.model.display(),
+        model.config.scoring,
+        model.config.backbone.kind,
+        model.config.image_size
+    );
     let encoder = model.encoder(&device).context("loading the backbone")?;
+    let mut writer = match &args.report {
+        Some(dir) => Some(ReportWriter::new(dir, ReportConfig::default())?),
+        None => None,
+    };
     let jobs = collect_jobs(&args.inputs)?;
     if jobs.is_empty() {
         bail!("no images found in the given inputs");
@@ -64,8 +77,19 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             }
         }
         let pixels: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();
+        let start = std::time::Instant::now();
         let maps = model.predict(&encoder, &pixels)?;
+        debug!(
+            "batch of {} scored in {:.2} s",
+            pixels.len(),
+            start.elapsed().as_secs_f64()
+        );
         for ((job, img), map) in images.iter().zip(maps) {
+            if let Some(w) = writer.as_mut() {
+                let name = job.stem_out.display().to_string();
+                w.add_prediction(&name, img, &map, threshold)
+                    .context("writing the report")?;
+            }
             let line = write_outputs(&args.output, job, img, &map, threshold)?;
             writeln!(jsonl, "{line}")
                 .with_context(|| format!("writing {}", jsonl_path.display()))?;
@@ -79,6 +103,19 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         todo.len() - failures,
         args.output.display()
     );
+    if let Some(writer) = writer {
+        let run = RunInfo {
+            title: format!("bpgg predict — {}", args.model.display()),
+            command_line: crate::logging::command_line(),
+            settings: serde_json::json!({
+                "model": model.config,
+                "threshold": threshold,
+                "threshold_rule": format!("{:?}", model.threshold_rule),
+            }),
+        };
+        let page = writer.finish(&run, None).context("writing the report")?;
+        println!("report: {}", page.display());
+    }
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {

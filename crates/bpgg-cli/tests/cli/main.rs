@@ -2,6 +2,7 @@
 
 mod data;
 mod pipeline;
+mod report;
 mod score;
 mod util;
 mod weights;

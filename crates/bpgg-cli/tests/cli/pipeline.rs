@@ -37,8 +37,13 @@ fn fit_predict_score_round_trip_from_folders() {
         s(&cat.join("test")),
         "-o",
         s(&pred),
+        "--report",
+        s(&dir.path().join("gallery")),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The gallery page: one panel per image (15 < its limit), highest score first.
+    let page = std::fs::read_to_string(dir.path().join("gallery/index.html")).unwrap();
+    assert_eq!(page.matches("class=\"panel\"").count(), 15);
     for f in [
         "blob/000.tiff",
         "blob/000_mask.png",

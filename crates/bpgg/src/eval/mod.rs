@@ -4,5 +4,7 @@
 mod protocol;
 mod stats;
 
-pub use protocol::{evaluate_category, EpisodeResult, EvalConfig, EvalEvent, EvalReport};
+pub use protocol::{
+    evaluate_category, EpisodeMaps, EpisodeResult, EvalConfig, EvalEvent, EvalReport,
+};
 pub use stats::{MeanStd, MetricStats};

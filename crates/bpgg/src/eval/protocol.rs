@@ -70,6 +70,26 @@ pub enum EvalEvent {
     Start { total: usize },
     /// One episode finished.
     Episode(EpisodeResult),
+    /// One episode's maps, just before its [`EvalEvent::Episode`]: what reports draw from.
+    /// Dropped unless the caller keeps it, so memory stays bounded by one episode.
+    Scored(Box<EpisodeMaps>),
+}
+
+/// Everything one episode scored, at the model's image size.
+#[derive(Debug, Clone)]
+pub struct EpisodeMaps {
+    pub shots: usize,
+    /// The defect type the episode's supports come from.
+    pub defect_type: String,
+    pub seed: u64,
+    pub defect_support: Vec<Sample>,
+    pub normal_support: Vec<Sample>,
+    /// The queries, in the order of `maps`.
+    pub queries: Vec<Sample>,
+    /// One anomaly map with its ground truth per query.
+    pub maps: Vec<ScoredImage>,
+    /// The defect threshold the fitted model chose from its supports.
+    pub threshold: f32,
 }
 
 /// Features and resized masks, computed once per image.
@@ -245,6 +265,16 @@ pub fn evaluate_category(
                     metrics,
                     ms_per_query: 1000.0 * (encode_per_image + score_seconds / scored.len() as f64),
                 };
+                on_event(EvalEvent::Scored(Box::new(EpisodeMaps {
+                    shots,
+                    defect_type: t.clone(),
+                    seed,
+                    defect_support: episode.defect_support,
+                    normal_support: episode.normal_support,
+                    queries: episode.queries,
+                    maps: scored,
+                    threshold: model.threshold,
+                })));
                 on_event(EvalEvent::Episode(result.clone()));
                 episodes.push(result);
             }
