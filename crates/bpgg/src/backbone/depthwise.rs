@@ -11,7 +11,7 @@
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::conv::{kernel_error, valid_outputs, with_cpu_f32, Activation, Padding2d};
+use super::conv::{kernel_error, with_cpu_f32, Activation, Padding2d};
 use crate::Result;
 
 /// Output values per rayon task: enough work to pay for the task, enough tasks to balance.
@@ -99,54 +99,154 @@ fn depthwise_forward(
     g: &DepthwiseShape,
 ) -> Vec<f32> {
     let out_plane_len = g.out_h * g.out_w;
-    let mut out = vec![0f32; x.len() / (g.h * g.w) * out_plane_len];
+    let planes = x.len() / (g.h * g.w);
+    // Every value is written once: the bias first, then the taps accumulate onto it.
+    let mut out = Vec::with_capacity(planes * out_plane_len);
+    for plane in 0..planes {
+        out.extend(std::iter::repeat_n(bias[plane % g.channels], out_plane_len));
+    }
     let k2 = g.kernel * g.kernel;
     out.par_chunks_exact_mut(out_plane_len)
         .zip(x.par_chunks_exact(g.h * g.w))
         .enumerate()
         .with_min_len(MIN_VALUES_PER_TASK.div_ceil(out_plane_len.max(1)))
-        .for_each(|(plane_index, (out_plane, in_plane))| {
+        .for_each_init(Vec::new, |scratch, (plane_index, (out_plane, in_plane))| {
             let c = plane_index % g.channels;
             let taps = &weight[c * k2..(c + 1) * k2];
-            depthwise_plane(in_plane, out_plane, taps, bias[c], g);
+            depthwise_plane(in_plane, out_plane, taps, scratch, g);
             activation.apply_in_place(out_plane);
         });
     out
 }
 
-/// One channel of one image: the plane is walked once per kernel tap, with the zero padding
-/// handled by index bounds (no padded copy).
+/// The input plane, zero-padded and split by column phase, as [`depthwise_plane`] reads it.
+///
+/// Row `y` of the padded plane `x_pad` is stored as its columns `≡ 0 (mod s)`, then those
+/// `≡ 1`, ..., so that tap `kx` of every output pixel of a row reads one contiguous run:
+/// `x_pad[y, s·ox + kx]` is `row[phase_start[kx % s] + kx / s + ox]`.
+struct PhasedPlane<'a> {
+    rows: &'a [f32],
+    row_len: usize,
+    /// Where each column phase starts within a row; `phase_start[s]` is the row length.
+    phase_start: Vec<usize>,
+}
+
+impl PhasedPlane<'_> {
+    /// Tap `(ky, kx)` for every output pixel of output row `oy`.
+    fn tap_run(&self, g: &DepthwiseShape, oy: usize, ky: usize, kx: usize) -> &[f32] {
+        let start =
+            (g.stride * oy + ky) * self.row_len + self.phase_start[kx % g.stride] + kx / g.stride;
+        &self.rows[start..start + g.out_w]
+    }
+}
+
+/// Copies `in_plane` into `scratch` as a [`PhasedPlane`] covering every tap of every output.
+fn phased_plane<'a>(
+    in_plane: &[f32],
+    scratch: &'a mut Vec<f32>,
+    g: &DepthwiseShape,
+) -> PhasedPlane<'a> {
+    let (top, _, left, _) = g.padding;
+    let s = g.stride;
+    // The padded rows and columns that some output reads.
+    let rows = (g.out_h - 1) * s + g.kernel;
+    let row_len = (g.out_w - 1) * s + g.kernel;
+    let phase_start: Vec<usize> = (0..=s)
+        .map(|phase| phase_len_before(row_len, s, phase))
+        .collect();
+    scratch.clear();
+    scratch.resize(rows * row_len, 0.0);
+    for (y, row) in scratch.chunks_exact_mut(row_len).enumerate() {
+        let Some(in_y) = y.checked_sub(top).filter(|&iy| iy < g.h) else {
+            continue;
+        };
+        let in_row = &in_plane[in_y * g.w..(in_y + 1) * g.w];
+        if s == 1 {
+            // One phase: the row is the input row shifted right by `left`, clipped.
+            let end = (left + g.w).min(row_len);
+            if left < end {
+                row[left..end].copy_from_slice(&in_row[..end - left]);
+            }
+            continue;
+        }
+        for (phase, &phase_begin) in phase_start[..s].iter().enumerate() {
+            // Padded column phase + s·j holds input column phase + s·j − left.
+            for (j, value) in row[phase_begin..phase_start[phase + 1]]
+                .iter_mut()
+                .enumerate()
+            {
+                let padded_x = phase + s * j;
+                if let Some(&v) = padded_x.checked_sub(left).and_then(|ix| in_row.get(ix)) {
+                    *value = v;
+                }
+            }
+        }
+    }
+    PhasedPlane {
+        rows: scratch,
+        row_len,
+        phase_start,
+    }
+}
+
+/// How many of the columns `0..len` have a phase (`column % s`) below `phase`.
+fn phase_len_before(len: usize, s: usize, phase: usize) -> usize {
+    (0..phase).map(|p| (len + s - 1 - p) / s).sum()
+}
+
+/// One channel of one image, accumulated onto `out_plane` (which holds the bias).
 fn depthwise_plane(
     in_plane: &[f32],
     out_plane: &mut [f32],
     taps: &[f32],
-    bias: f32,
+    scratch: &mut Vec<f32>,
     g: &DepthwiseShape,
 ) {
-    let (top, _, left, _) = g.padding;
-    let (s, k, w) = (g.stride, g.kernel, g.w);
-    out_plane.fill(bias);
-    for ky in 0..k {
-        for oy in valid_outputs(g.h, g.out_h, ky, top, s) {
-            let in_row = &in_plane[(oy * s + ky - top) * w..][..w];
-            let out_row = &mut out_plane[oy * g.out_w..][..g.out_w];
+    let plane = phased_plane(in_plane, scratch, g);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for (checked above).
+        unsafe { accumulate_taps_avx2_fma(&plane, out_plane, taps, g) };
+        return;
+    }
+    accumulate_taps::<false>(&plane, out_plane, taps, g);
+}
+
+/// [`accumulate_taps`] compiled for AVX2 + FMA (8 lanes and fused multiply-adds).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn accumulate_taps_avx2_fma(
+    plane: &PhasedPlane,
+    out_plane: &mut [f32],
+    taps: &[f32],
+    g: &DepthwiseShape,
+) {
+    accumulate_taps::<true>(plane, out_plane, taps, g);
+}
+
+/// `out[oy, ox] += Σ_{ky,kx} taps[ky, kx] · x_pad[s·oy + ky, s·ox + kx]`, one output row at a
+/// time so that the row stays in L1 while all k² taps add onto it. `FUSED` uses fused
+/// multiply-adds (only where the CPU has them: elsewhere `mul_add` is a slow library call).
+#[inline(always)]
+fn accumulate_taps<const FUSED: bool>(
+    plane: &PhasedPlane,
+    out_plane: &mut [f32],
+    taps: &[f32],
+    g: &DepthwiseShape,
+) {
+    let k = g.kernel;
+    for (oy, out_row) in out_plane.chunks_exact_mut(g.out_w).enumerate() {
+        for ky in 0..k {
             for kx in 0..k {
                 let tap = taps[ky * k + kx];
-                let cols = valid_outputs(w, g.out_w, kx, left, s);
-                if cols.is_empty() {
-                    continue;
-                }
-                let first_in = cols.start * s + kx - left;
-                let out_cols = &mut out_row[cols];
-                if s == 1 {
-                    let in_cols = &in_row[first_in..first_in + out_cols.len()];
-                    for (o, &i) in out_cols.iter_mut().zip(in_cols) {
-                        *o += tap * i;
+                let run = plane.tap_run(g, oy, ky, kx);
+                if FUSED {
+                    for (o, &v) in out_row.iter_mut().zip(run) {
+                        *o = tap.mul_add(v, *o);
                     }
                 } else {
-                    let in_cols = in_row[first_in..].iter().step_by(s);
-                    for (o, &i) in out_cols.iter_mut().zip(in_cols) {
-                        *o += tap * i;
+                    for (o, &v) in out_row.iter_mut().zip(run) {
+                        *o += tap * v;
                     }
                 }
             }
