@@ -100,43 +100,46 @@ fn depthwise_forward(
 ) -> Vec<f32> {
     let out_plane_len = g.out_h * g.out_w;
     let planes = x.len() / (g.h * g.w);
-    // Every value is written once: the bias first, then the taps accumulate onto it.
-    let mut out = Vec::with_capacity(planes * out_plane_len);
-    for plane in 0..planes {
-        out.extend(std::iter::repeat_n(bias[plane % g.channels], out_plane_len));
-    }
+    let mut out = vec![0f32; planes * out_plane_len];
     let k2 = g.kernel * g.kernel;
     out.par_chunks_exact_mut(out_plane_len)
         .zip(x.par_chunks_exact(g.h * g.w))
         .enumerate()
         .with_min_len(MIN_VALUES_PER_TASK.div_ceil(out_plane_len.max(1)))
-        .for_each_init(Vec::new, |scratch, (plane_index, (out_plane, in_plane))| {
-            let c = plane_index % g.channels;
-            let taps = &weight[c * k2..(c + 1) * k2];
-            depthwise_plane(in_plane, out_plane, taps, scratch, g);
-            activation.apply_in_place(out_plane);
-        });
+        .for_each_init(
+            PlaneScratch::default,
+            |scratch, (plane_index, (out_plane, in_plane))| {
+                let c = plane_index % g.channels;
+                let taps = &weight[c * k2..(c + 1) * k2];
+                depthwise_plane(in_plane, out_plane, taps, bias[c], scratch, g);
+                activation.apply_in_place(out_plane);
+            },
+        );
     out
 }
 
-/// The input plane, zero-padded and split by column phase, as [`depthwise_plane`] reads it.
+/// The input plane, zero-padded and split into `s²` phase planes, as [`depthwise_plane`] reads
+/// it.
 ///
-/// Row `y` of the padded plane `x_pad` is stored as its columns `≡ 0 (mod s)`, then those
-/// `≡ 1`, ..., so that tap `kx` of every output pixel of a row reads one contiguous run:
-/// `x_pad[y, s·ox + kx]` is `row[phase_start[kx % s] + kx / s + ox]`.
+/// Phase plane `(py, px)` holds `x_pad[s·r + py, s·c + px]` at `(r, c)`, `phase_w` columns wide.
+/// Tap `(ky, kx)` of output `(oy, ox)` then reads phase plane `(ky % s, kx % s)` at
+/// `(oy + ky / s, ox + kx / s)`: for all outputs at once, one contiguous run of
+/// `out_h · phase_w` values (the columns past `out_w` of each row are computed and dropped).
+#[derive(Debug)]
 struct PhasedPlane<'a> {
-    rows: &'a [f32],
-    row_len: usize,
-    /// Where each column phase starts within a row; `phase_start[s]` is the row length.
-    phase_start: Vec<usize>,
+    data: &'a [f32],
+    stride: usize,
+    phase_w: usize,
+    /// Values per phase plane.
+    phase_len: usize,
 }
 
 impl PhasedPlane<'_> {
-    /// Tap `(ky, kx)` for every output pixel of output row `oy`.
-    fn tap_run(&self, g: &DepthwiseShape, oy: usize, ky: usize, kx: usize) -> &[f32] {
-        let start =
-            (g.stride * oy + ky) * self.row_len + self.phase_start[kx % g.stride] + kx / g.stride;
-        &self.rows[start..start + g.out_w]
+    /// The run of `len` values that tap `(ky, kx)` contributes to the wide output grid.
+    fn tap_run(&self, ky: usize, kx: usize, len: usize) -> &[f32] {
+        let s = self.stride;
+        let start = ((ky % s) * s + kx % s) * self.phase_len + (ky / s) * self.phase_w + kx / s;
+        &self.data[start..start + len]
     }
 }
 
@@ -147,69 +150,83 @@ fn phased_plane<'a>(
     g: &DepthwiseShape,
 ) -> PhasedPlane<'a> {
     let (top, _, left, _) = g.padding;
-    let s = g.stride;
-    // The padded rows and columns that some output reads.
-    let rows = (g.out_h - 1) * s + g.kernel;
-    let row_len = (g.out_w - 1) * s + g.kernel;
-    let phase_start: Vec<usize> = (0..=s)
-        .map(|phase| phase_len_before(row_len, s, phase))
-        .collect();
+    let (s, k) = (g.stride, g.kernel);
+    let phase_w = g.out_w + (k - 1) / s;
+    // One spare row: the last tap's run may reach `kx / s` values past the last full row.
+    let phase_h = g.out_h + (k - 1) / s + 1;
+    let phase_len = phase_h * phase_w;
     scratch.clear();
-    scratch.resize(rows * row_len, 0.0);
-    for (y, row) in scratch.chunks_exact_mut(row_len).enumerate() {
-        let Some(in_y) = y.checked_sub(top).filter(|&iy| iy < g.h) else {
-            continue;
-        };
-        let in_row = &in_plane[in_y * g.w..(in_y + 1) * g.w];
-        if s == 1 {
-            // One phase: the row is the input row shifted right by `left`, clipped.
-            let end = (left + g.w).min(row_len);
-            if left < end {
-                row[left..end].copy_from_slice(&in_row[..end - left]);
-            }
+    scratch.resize(s * s * phase_len, 0.0);
+    for (phase, plane) in scratch.chunks_exact_mut(phase_len).enumerate() {
+        let (py, px) = (phase / s, phase % s);
+        // Columns c with 0 ≤ s·c + px − left < w.
+        let first_c = left.saturating_sub(px).div_ceil(s);
+        let end_c = (g.w + left)
+            .checked_sub(px)
+            .map_or(0, |reach| reach.div_ceil(s))
+            .min(phase_w);
+        if first_c >= end_c {
             continue;
         }
-        for (phase, &phase_begin) in phase_start[..s].iter().enumerate() {
-            // Padded column phase + s·j holds input column phase + s·j − left.
-            for (j, value) in row[phase_begin..phase_start[phase + 1]]
-                .iter_mut()
-                .enumerate()
-            {
-                let padded_x = phase + s * j;
-                if let Some(&v) = padded_x.checked_sub(left).and_then(|ix| in_row.get(ix)) {
-                    *value = v;
-                }
+        for (r, row) in plane.chunks_exact_mut(phase_w).enumerate() {
+            let Some(iy) = (s * r + py).checked_sub(top).filter(|&iy| iy < g.h) else {
+                continue;
+            };
+            let in_row = &in_plane[iy * g.w..(iy + 1) * g.w];
+            let first_x = s * first_c + px - left;
+            let dst = &mut row[first_c..end_c];
+            if s == 1 {
+                dst.copy_from_slice(&in_row[first_x..first_x + dst.len()]);
+            } else {
+                dst.iter_mut()
+                    .zip(in_row[first_x..].iter().step_by(s))
+                    .for_each(|(d, &v)| *d = v);
             }
         }
     }
     PhasedPlane {
-        rows: scratch,
-        row_len,
-        phase_start,
+        data: scratch,
+        stride: s,
+        phase_w,
+        phase_len,
     }
 }
 
-/// How many of the columns `0..len` have a phase (`column % s`) below `phase`.
-fn phase_len_before(len: usize, s: usize, phase: usize) -> usize {
-    (0..phase).map(|p| (len + s - 1 - p) / s).sum()
+/// Scratch buffers of one rayon task, reused across the planes it handles.
+#[derive(Debug, Default)]
+struct PlaneScratch {
+    phased: Vec<f32>,
+    wide: Vec<f32>,
 }
 
-/// One channel of one image, accumulated onto `out_plane` (which holds the bias).
+/// One channel of one image: `out_plane` ← `act(bias + Σ taps)`.
 fn depthwise_plane(
     in_plane: &[f32],
     out_plane: &mut [f32],
     taps: &[f32],
-    scratch: &mut Vec<f32>,
+    bias: f32,
+    scratch: &mut PlaneScratch,
     g: &DepthwiseShape,
 ) {
-    let plane = phased_plane(in_plane, scratch, g);
+    let plane = phased_plane(in_plane, &mut scratch.phased, g);
+    let wide = &mut scratch.wide;
+    wide.clear();
+    wide.resize(g.out_h * plane.phase_w, bias);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for (checked above).
-        unsafe { accumulate_taps_avx2_fma(&plane, out_plane, taps, g) };
-        return;
+        unsafe { accumulate_taps_avx2_fma(&plane, wide, taps, g.kernel) };
+    } else {
+        accumulate_taps::<false>(&plane, wide, taps, g.kernel);
     }
-    accumulate_taps::<false>(&plane, out_plane, taps, g);
+    #[cfg(not(target_arch = "x86_64"))]
+    accumulate_taps::<false>(&plane, wide, taps, g.kernel);
+    for (out_row, wide_row) in out_plane
+        .chunks_exact_mut(g.out_w)
+        .zip(wide.chunks_exact(plane.phase_w))
+    {
+        out_row.copy_from_slice(&wide_row[..g.out_w]);
+    }
 }
 
 /// [`accumulate_taps`] compiled for AVX2 + FMA (8 lanes and fused multiply-adds).
@@ -217,37 +234,34 @@ fn depthwise_plane(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn accumulate_taps_avx2_fma(
     plane: &PhasedPlane,
-    out_plane: &mut [f32],
+    wide: &mut [f32],
     taps: &[f32],
-    g: &DepthwiseShape,
+    kernel: usize,
 ) {
-    accumulate_taps::<true>(plane, out_plane, taps, g);
+    accumulate_taps::<true>(plane, wide, taps, kernel);
 }
 
-/// `out[oy, ox] += Σ_{ky,kx} taps[ky, kx] · x_pad[s·oy + ky, s·ox + kx]`, one output row at a
-/// time so that the row stays in L1 while all k² taps add onto it. `FUSED` uses fused
+/// `wide[oy, ox] += Σ_{ky,kx} taps[ky, kx] · x_pad[s·oy + ky, s·ox + kx]` on the wide output
+/// grid (`phase_w` columns per row), one long contiguous run per tap. `FUSED` uses fused
 /// multiply-adds (only where the CPU has them: elsewhere `mul_add` is a slow library call).
 #[inline(always)]
 fn accumulate_taps<const FUSED: bool>(
     plane: &PhasedPlane,
-    out_plane: &mut [f32],
+    wide: &mut [f32],
     taps: &[f32],
-    g: &DepthwiseShape,
+    kernel: usize,
 ) {
-    let k = g.kernel;
-    for (oy, out_row) in out_plane.chunks_exact_mut(g.out_w).enumerate() {
-        for ky in 0..k {
-            for kx in 0..k {
-                let tap = taps[ky * k + kx];
-                let run = plane.tap_run(g, oy, ky, kx);
-                if FUSED {
-                    for (o, &v) in out_row.iter_mut().zip(run) {
-                        *o = tap.mul_add(v, *o);
-                    }
-                } else {
-                    for (o, &v) in out_row.iter_mut().zip(run) {
-                        *o += tap * v;
-                    }
+    for ky in 0..kernel {
+        for kx in 0..kernel {
+            let tap = taps[ky * kernel + kx];
+            let run = plane.tap_run(ky, kx, wide.len());
+            if FUSED {
+                for (o, &v) in wide.iter_mut().zip(run) {
+                    *o = tap.mul_add(v, *o);
+                }
+            } else {
+                for (o, &v) in wide.iter_mut().zip(run) {
+                    *o += tap * v;
                 }
             }
         }
