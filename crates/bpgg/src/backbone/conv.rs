@@ -256,6 +256,10 @@ fn with_im2col_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     result
 }
 
+/// Values of one im2col tile (`patch_len × tile pixels`): 2 MiB of `f32`, so that the tile the
+/// gemm reads and the output tile it writes stay in the L2/L3 cache after im2col wrote them.
+const TILE_VALUES: usize = 512 * 1024;
+
 /// The fused convolution of a whole batch on contiguous NCHW `f32` data.
 fn conv_forward(
     x: &[f32],
@@ -270,10 +274,15 @@ fn conv_forward(
     let mut out = vec![0f32; g.batch * out_len];
     let threads = rayon::current_num_threads();
     let image = |(n, out_image): (usize, &mut [f32]), inner_threads: usize| {
-        let residual = residual.map(|r| &r[n * out_len..(n + 1) * out_len]);
-        let x_image = &x[n * in_len..(n + 1) * in_len];
-        conv_image(x_image, weight, bias, residual, out_image, g, inner_threads);
-        params.activation.apply_in_place(out_image);
+        let image = ImageConv {
+            x: &x[n * in_len..(n + 1) * in_len],
+            weight,
+            bias,
+            residual: residual.map(|r| &r[n * out_len..(n + 1) * out_len]),
+            activation: params.activation,
+            g,
+        };
+        image.run(out_image, inner_threads);
     };
     if g.batch >= threads && threads > 1 {
         out.par_chunks_exact_mut(out_len)
@@ -287,68 +296,137 @@ fn conv_forward(
     out
 }
 
-/// One image: `out = bias [+ residual] + weight · im2col(x)`, before the activation.
-fn conv_image(
-    x: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    residual: Option<&[f32]>,
-    out: &mut [f32],
-    g: &ConvShape,
-    threads: usize,
-) {
-    let pixels = g.out_pixels();
-    for ((row, &b), c) in out.chunks_exact_mut(pixels).zip(bias).zip(0..) {
-        match residual {
-            Some(r) => {
-                let r = &r[c * pixels..(c + 1) * pixels];
-                row.iter_mut().zip(r).for_each(|(o, &r)| *o = r + b);
-            }
-            None => row.fill(b),
-        }
-    }
-    if g.is_pointwise() {
-        gemm_accumulate(weight, x, out, g, threads);
-        return;
-    }
-    with_im2col_buffer(g.patch_len() * pixels, |columns| {
-        im2col(x, columns, g, threads);
-        gemm_accumulate(weight, columns, out, g, threads);
-    });
+/// The operands of one image's convolution.
+struct ImageConv<'a> {
+    x: &'a [f32],
+    weight: &'a [f32],
+    bias: &'a [f32],
+    residual: Option<&'a [f32]>,
+    activation: Activation,
+    g: &'a ConvShape,
 }
 
-/// `out (c_out, pixels) += weight (c_out, patch) · columns (patch, pixels)`, all row-major.
-fn gemm_accumulate(
-    weight: &[f32],
-    columns: &[f32],
-    out: &mut [f32],
-    g: &ConvShape,
-    threads: usize,
-) {
-    let (m, n, k) = (g.c_out, g.out_pixels(), g.patch_len());
-    assert!(weight.len() >= m * k && columns.len() >= k * n && out.len() >= m * n);
+impl ImageConv<'_> {
+    /// `out = act(bias [+ residual] + weight · im2col(x))`, in tiles of whole output rows.
+    fn run(&self, out: &mut [f32], threads: usize) {
+        let g = self.g;
+        let rows_per_tile = (TILE_VALUES / (g.patch_len() * g.out_w)).clamp(1, g.out_h);
+        if g.is_pointwise() {
+            for first_row in (0..g.out_h).step_by(rows_per_tile) {
+                let rows = first_row..(first_row + rows_per_tile).min(g.out_h);
+                self.tile(out, rows, None, threads);
+            }
+            return;
+        }
+        let tile_len = g.patch_len() * rows_per_tile * g.out_w;
+        with_im2col_buffer(tile_len, |columns| {
+            for first_row in (0..g.out_h).step_by(rows_per_tile) {
+                let rows = first_row..(first_row + rows_per_tile).min(g.out_h);
+                let tile_pixels = rows.len() * g.out_w;
+                let columns = &mut columns[..g.patch_len() * tile_pixels];
+                im2col(self.x, columns, rows.clone(), g, threads);
+                self.tile(out, rows, Some(columns), threads);
+            }
+        });
+    }
+
+    /// The output rows `rows` of every channel; `columns` is their im2col tile, or `None` for
+    /// a pointwise convolution (the input is its own im2col matrix).
+    fn tile(
+        &self,
+        out: &mut [f32],
+        rows: std::ops::Range<usize>,
+        columns: Option<&[f32]>,
+        threads: usize,
+    ) {
+        let g = self.g;
+        let pixels = g.out_pixels();
+        let (first, tile_pixels) = (rows.start * g.out_w, rows.len() * g.out_w);
+        // The tile's run of each output channel.
+        let ranges: Vec<_> = (0..g.c_out)
+            .map(|c| c * pixels + first..c * pixels + first + tile_pixels)
+            .collect();
+        for (c, range) in ranges.iter().enumerate() {
+            let b = self.bias[c];
+            let dst = &mut out[range.clone()];
+            match self.residual {
+                Some(r) => dst
+                    .iter_mut()
+                    .zip(&r[range.clone()])
+                    .for_each(|(o, &r)| *o = r + b),
+                None => dst.fill(b),
+            }
+        }
+        let (rhs, rhs_row_stride) = match columns {
+            Some(columns) => (columns, tile_pixels),
+            None => (&self.x[first..], pixels),
+        };
+        let product = GemmShape {
+            m: g.c_out,
+            n: tile_pixels,
+            k: g.patch_len(),
+            rhs_row_stride,
+            dst_row_stride: pixels,
+        };
+        gemm_accumulate(self.weight, rhs, &mut out[first..], &product, threads);
+        for range in ranges {
+            self.activation.apply_in_place(&mut out[range]);
+        }
+    }
+}
+
+/// `dst (m, n) += lhs (m, k) · rhs (k, n)`: all row-major, `lhs` contiguous, `rhs` and `dst`
+/// with the given row strides.
+#[derive(Debug, Clone, Copy)]
+struct GemmShape {
+    m: usize,
+    n: usize,
+    k: usize,
+    rhs_row_stride: usize,
+    dst_row_stride: usize,
+}
+
+/// Runs the product described by `shape` with the `gemm` crate (its AVX-512 kernels where the
+/// CPU has them), on `threads` rayon threads.
+fn gemm_accumulate(lhs: &[f32], rhs: &[f32], dst: &mut [f32], shape: &GemmShape, threads: usize) {
+    let GemmShape {
+        m,
+        n,
+        k,
+        rhs_row_stride,
+        dst_row_stride,
+    } = *shape;
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        lhs.len() >= m * k
+            && rhs.len() >= (k.max(1) - 1) * rhs_row_stride + n
+            && dst.len() >= (m - 1) * dst_row_stride + n,
+        "gemm operands out of bounds"
+    );
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
     // SAFETY: the three matrices are row-major with the strides given and lie inside their
-    // slices (checked above); `out` is exclusively borrowed and overlaps neither input.
+    // slices (checked above); `dst` is exclusively borrowed and overlaps neither input.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row_stride as isize,
             true,
-            weight.as_ptr(),
+            lhs.as_ptr(),
             1,
             k as isize,
-            columns.as_ptr(),
+            rhs.as_ptr(),
             1,
-            n as isize,
+            rhs_row_stride as isize,
             1f32,
             1f32,
             false,
@@ -378,40 +456,52 @@ pub(crate) fn valid_outputs(
     first..end.max(first)
 }
 
-/// Fills `columns` `(c_in·k·k, out_h·out_w)`: row `(c, ky, kx)` holds, for every output pixel
-/// `(oy, ox)`, the input `x[c, oy·s + ky − top, ox·s + kx − left]` or 0 in the padding.
-fn im2col(x: &[f32], columns: &mut [f32], g: &ConvShape, threads: usize) {
+/// Fills `columns` `(c_in·k·k, rows.len()·out_w)`: row `(c, ky, kx)` holds, for every output
+/// pixel `(oy, ox)` with `oy` in `rows`, the input `x[c, oy·s + ky − top, ox·s + kx − left]`, or
+/// 0 in the padding.
+fn im2col(
+    x: &[f32],
+    columns: &mut [f32],
+    rows: std::ops::Range<usize>,
+    g: &ConvShape,
+    threads: usize,
+) {
     let k = g.kernel;
-    let pixels = g.out_pixels();
+    let tile_pixels = rows.len() * g.out_w;
     let row = |(r, column_row): (usize, &mut [f32])| {
         let (c, ky, kx) = (r / (k * k), r / k % k, r % k);
-        im2col_row(
-            &x[c * g.h * g.w..(c + 1) * g.h * g.w],
-            column_row,
-            ky,
-            kx,
-            g,
-        );
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        im2col_row(plane, column_row, rows.clone(), ky, kx, g);
     };
     if threads > 1 {
         columns
-            .par_chunks_exact_mut(pixels)
+            .par_chunks_exact_mut(tile_pixels)
             .enumerate()
             .with_min_len(k * k)
             .for_each(row);
     } else {
-        columns.chunks_exact_mut(pixels).enumerate().for_each(row);
+        columns
+            .chunks_exact_mut(tile_pixels)
+            .enumerate()
+            .for_each(row);
     }
 }
 
-/// One im2col row: tap `(ky, kx)` of one input plane `(h, w)` for every output pixel.
-fn im2col_row(plane: &[f32], column_row: &mut [f32], ky: usize, kx: usize, g: &ConvShape) {
+/// One im2col row: tap `(ky, kx)` of one input plane `(h, w)` for the output rows `rows`.
+fn im2col_row(
+    plane: &[f32],
+    column_row: &mut [f32],
+    rows: std::ops::Range<usize>,
+    ky: usize,
+    kx: usize,
+    g: &ConvShape,
+) {
     let (top, _, left, _) = g.padding;
     let s = g.stride;
-    let rows = valid_outputs(g.h, g.out_h, ky, top, s);
+    let valid_rows = valid_outputs(g.h, g.out_h, ky, top, s);
     let cols = valid_outputs(g.w, g.out_w, kx, left, s);
-    for (oy, out_row) in column_row.chunks_exact_mut(g.out_w).enumerate() {
-        if !rows.contains(&oy) || cols.is_empty() {
+    for (oy, out_row) in rows.zip(column_row.chunks_exact_mut(g.out_w)) {
+        if !valid_rows.contains(&oy) || cols.is_empty() {
             out_row.fill(0.0);
             continue;
         }
@@ -547,6 +637,39 @@ mod tests {
                         with_residual,
                     })?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inputs large enough to be split into several tiles of output rows ([`TILE_VALUES`]),
+    /// with im2col and for a pointwise convolution, batch 1 (threads inside the image) and 2.
+    #[test]
+    fn several_tiles_match_candle_conv2d() -> Result<()> {
+        #[rustfmt::skip]
+        let cases = [
+            (64, 3, 2, (64, 64), (1, 1, 1, 1)),
+            (64, 3, 1, (40, 64), (1, 1, 1, 1)),
+            (256, 1, 1, (3, 2048), (0, 0, 0, 0)),
+        ];
+        for (c_in, kernel, stride, size, padding) in cases {
+            let patch_row = c_in * kernel * kernel * size.1 / stride;
+            assert!(
+                patch_row * size.0 / stride > TILE_VALUES,
+                "not several tiles"
+            );
+            for batch in [1, 2] {
+                check(&Case {
+                    batch,
+                    c_in,
+                    c_out: 5,
+                    size,
+                    kernel,
+                    stride,
+                    padding,
+                    activation: Activation::Relu,
+                    with_residual: true,
+                })?;
             }
         }
         Ok(())
