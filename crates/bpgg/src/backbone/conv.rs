@@ -256,9 +256,10 @@ fn with_im2col_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     result
 }
 
-/// Values of one im2col tile (`patch_len × tile pixels`): 2 MiB of `f32`, so that the tile the
-/// gemm reads and the output tile it writes stay in the L2/L3 cache after im2col wrote them.
-const TILE_VALUES: usize = 512 * 1024;
+/// Values of one im2col tile (`patch_len × tile pixels`): 512 KiB of `f32`, so that the tile
+/// the gemm reads and the output tile it writes stay in cache after im2col wrote them
+/// (measured on ResNet-18 batch 8: slightly faster than 2 MiB tiles, never slower).
+const TILE_VALUES: usize = 128 * 1024;
 
 /// The fused convolution of a whole batch on contiguous NCHW `f32` data.
 fn conv_forward(
