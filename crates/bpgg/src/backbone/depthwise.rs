@@ -1,20 +1,23 @@
-//! A direct depthwise convolution with bias and explicit (possibly asymmetric) zero padding.
+//! A direct depthwise convolution with bias, explicit (possibly asymmetric) zero padding and a
+//! fused activation.
 //!
 //! candle 0.11 runs a grouped convolution as one convolution per group, so a depthwise layer of
-//! 1152 channels becomes 1152 tiny im2col + matmul calls. On the CPU this kernel instead walks
-//! each channel's plane once per kernel tap, with the zero padding handled by index bounds (no
-//! padded copy). Other devices fall back to candle's grouped `conv2d` on an explicitly padded
-//! input, so callers stay device-agnostic.
+//! 1152 channels becomes 1152 tiny im2col + matmul calls. On the CPU (contiguous `f32`) this
+//! kernel instead walks each channel's plane once per kernel tap, with the zero padding handled
+//! by index bounds (no padded copy), the planes spread over the rayon pool and the activation
+//! applied while the plane is in cache. Other devices fall back to candle's grouped `conv2d` on
+//! an explicitly padded input, so callers stay device-agnostic.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
+use super::conv::{kernel_error, with_cpu_f32, Activation, Padding2d};
 use crate::Result;
 
-/// Zero padding of the two spatial axes: `(top, bottom, left, right)`.
-pub(crate) type Padding2d = (usize, usize, usize, usize);
+/// Output values per rayon task: enough work to pay for the task, enough tasks to balance.
+const MIN_VALUES_PER_TASK: usize = 16 * 1024;
 
-/// `y[n, c] = bias[c] + Σ_ij weight[c, 0, i, j] · x_pad[n, c, s·oy + i, s·ox + j]`.
+/// `y[n, c] = act(bias[c] + Σ_ij weight[c, 0, i, j] · x_pad[n, c, s·oy + i, s·ox + j])`.
 ///
 /// # Shapes
 /// - `x`: `(batch, channels, h, w)`;
@@ -26,142 +29,242 @@ pub(crate) fn depthwise_conv2d(
     bias: &Tensor,
     stride: usize,
     padding: Padding2d,
+    activation: Activation,
 ) -> Result<Tensor> {
-    let (_, channels, _, _) = x.dims4()?;
+    let (batch, channels, h, w) = x.dims4()?;
+    let (w_channels, one, k, k2) = weight.dims4()?;
+    if w_channels != channels || one != 1 || k != k2 || bias.dims1()? != channels {
+        return Err(kernel_error(format!(
+            "depthwise_conv2d: input {:?}, weight {:?}, bias {:?} do not fit",
+            x.shape(),
+            weight.shape(),
+            bias.shape()
+        )));
+    }
     let (top, bottom, left, right) = padding;
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
-        let op = DepthwiseConv2d { stride, padding };
-        let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
-        return Ok(x.apply_op3_no_bwd(&weight, &bias, &op)?);
+    let (padded_h, padded_w) = (h + top + bottom, w + left + right);
+    if stride == 0 || k == 0 || padded_h < k || padded_w < k {
+        return Err(kernel_error(format!(
+            "depthwise_conv2d: stride {stride}, kernel {k} on {h}x{w} + padding {padding:?}"
+        )));
+    }
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
+    if cpu_f32(x) && cpu_f32(weight) && cpu_f32(bias) {
+        let geometry = DepthwiseShape {
+            channels,
+            h,
+            w,
+            kernel: k,
+            stride,
+            padding,
+            out_h: (padded_h - k) / stride + 1,
+            out_w: (padded_w - k) / stride + 1,
+        };
+        let out = with_cpu_f32(x, "depthwise_conv2d input", |x| {
+            with_cpu_f32(weight, "depthwise_conv2d weight", |weight| {
+                with_cpu_f32(bias, "depthwise_conv2d bias", |bias| {
+                    Ok(depthwise_forward(x, weight, bias, activation, &geometry))
+                })
+            })
+        })?;
+        let dims = (batch, channels, geometry.out_h, geometry.out_w);
+        return Ok(Tensor::from_vec(out, dims, &Device::Cpu)?);
     }
     let x = x
         .pad_with_zeros(2, top, bottom)?
         .pad_with_zeros(3, left, right)?;
     let y = x.conv2d(weight, 0, stride, 1, channels)?;
-    Ok(y.broadcast_add(&bias.reshape((1, channels, 1, 1))?)?)
+    activation.apply(&y.broadcast_add(&bias.reshape((1, channels, 1, 1))?)?)
 }
 
-/// The CPU kernel behind [`depthwise_conv2d`].
+/// The checked sizes of one depthwise convolution.
 #[derive(Debug, Clone, Copy)]
-struct DepthwiseConv2d {
+struct DepthwiseShape {
+    channels: usize,
+    h: usize,
+    w: usize,
+    kernel: usize,
     stride: usize,
     padding: Padding2d,
+    out_h: usize,
+    out_w: usize,
 }
 
-/// A contiguous f32 slice of a storage, or an error naming the operand.
-fn contiguous_f32<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!(
-            "depthwise_conv2d: {what} must be f32, got {:?}",
-            storage.dtype()
-        )
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("depthwise_conv2d: {what} must be contiguous"),
-    }
-}
-
-/// The output positions `o` in `0..out_len` whose input `o·stride + tap − pad_before` lies in
-/// `0..in_len`.
-fn valid_outputs(
-    in_len: usize,
-    out_len: usize,
-    tap: usize,
-    pad_before: usize,
-    stride: usize,
-) -> std::ops::Range<usize> {
-    // o·s + tap ≥ pad_before  ⇔  o ≥ ⌈(pad_before − tap) / s⌉
-    let first = pad_before.saturating_sub(tap).div_ceil(stride);
-    // o·s + tap − pad_before ≤ in_len − 1  ⇔  o ≤ ⌊(in_len − 1 + pad_before − tap) / s⌋
-    let end = match (in_len + pad_before).checked_sub(tap + 1) {
-        Some(last_reach) => (last_reach / stride + 1).min(out_len),
-        None => 0,
-    };
-    first..end.max(first)
-}
-
-impl CustomOp3 for DepthwiseConv2d {
-    fn name(&self) -> &'static str {
-        "bpgg-depthwise-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (batch, channels, h, w) = xl.shape().dims4()?;
-        let (w_channels, one, k, k2) = wl.shape().dims4()?;
-        if w_channels != channels || one != 1 || k != k2 || bl.shape().dims1()? != channels {
-            candle_core::bail!(
-                "depthwise_conv2d: input {:?}, weight {:?}, bias {:?} do not fit",
-                xl.shape(),
-                wl.shape(),
-                bl.shape()
-            )
-        }
-        let (x, weight, bias) = (
-            contiguous_f32(xs, xl, "input")?,
-            contiguous_f32(ws, wl, "weight")?,
-            contiguous_f32(bs, bl, "bias")?,
+/// All planes of a batch, spread over the rayon pool.
+fn depthwise_forward(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    g: &DepthwiseShape,
+) -> Vec<f32> {
+    let out_plane_len = g.out_h * g.out_w;
+    let planes = x.len() / (g.h * g.w);
+    let mut out = vec![0f32; planes * out_plane_len];
+    let k2 = g.kernel * g.kernel;
+    out.par_chunks_exact_mut(out_plane_len)
+        .zip(x.par_chunks_exact(g.h * g.w))
+        .enumerate()
+        .with_min_len(MIN_VALUES_PER_TASK.div_ceil(out_plane_len.max(1)))
+        .for_each_init(
+            PlaneScratch::default,
+            |scratch, (plane_index, (out_plane, in_plane))| {
+                let c = plane_index % g.channels;
+                let taps = &weight[c * k2..(c + 1) * k2];
+                depthwise_plane(in_plane, out_plane, taps, bias[c], scratch, g);
+                activation.apply_in_place(out_plane);
+            },
         );
-        let (top, bottom, left, right) = self.padding;
+    out
+}
+
+/// The input plane, zero-padded and split into `s²` phase planes, as [`depthwise_plane`] reads
+/// it.
+///
+/// Phase plane `(py, px)` holds `x_pad[s·r + py, s·c + px]` at `(r, c)`, `phase_w` columns wide.
+/// Tap `(ky, kx)` of output `(oy, ox)` then reads phase plane `(ky % s, kx % s)` at
+/// `(oy + ky / s, ox + kx / s)`: for all outputs at once, one contiguous run of
+/// `out_h · phase_w` values (the columns past `out_w` of each row are computed and dropped).
+#[derive(Debug)]
+struct PhasedPlane<'a> {
+    data: &'a [f32],
+    stride: usize,
+    phase_w: usize,
+    /// Values per phase plane.
+    phase_len: usize,
+}
+
+impl PhasedPlane<'_> {
+    /// The run of `len` values that tap `(ky, kx)` contributes to the wide output grid.
+    fn tap_run(&self, ky: usize, kx: usize, len: usize) -> &[f32] {
         let s = self.stride;
-        let (padded_h, padded_w) = (h + top + bottom, w + left + right);
-        if s == 0 || padded_h < k || padded_w < k {
-            candle_core::bail!("depthwise_conv2d: stride {s}, kernel {k} on {h}x{w} + padding")
+        let start = ((ky % s) * s + kx % s) * self.phase_len + (ky / s) * self.phase_w + kx / s;
+        &self.data[start..start + len]
+    }
+}
+
+/// Copies `in_plane` into `scratch` as a [`PhasedPlane`] covering every tap of every output.
+fn phased_plane<'a>(
+    in_plane: &[f32],
+    scratch: &'a mut Vec<f32>,
+    g: &DepthwiseShape,
+) -> PhasedPlane<'a> {
+    let (top, _, left, _) = g.padding;
+    let (s, k) = (g.stride, g.kernel);
+    let phase_w = g.out_w + (k - 1) / s;
+    // One spare row: the last tap's run may reach `kx / s` values past the last full row.
+    let phase_h = g.out_h + (k - 1) / s + 1;
+    let phase_len = phase_h * phase_w;
+    scratch.clear();
+    scratch.resize(s * s * phase_len, 0.0);
+    for (phase, plane) in scratch.chunks_exact_mut(phase_len).enumerate() {
+        let (py, px) = (phase / s, phase % s);
+        // Columns c with 0 ≤ s·c + px − left < w.
+        let first_c = left.saturating_sub(px).div_ceil(s);
+        let end_c = (g.w + left)
+            .checked_sub(px)
+            .map_or(0, |reach| reach.div_ceil(s))
+            .min(phase_w);
+        if first_c >= end_c {
+            continue;
         }
-        let (out_h, out_w) = ((padded_h - k) / s + 1, (padded_w - k) / s + 1);
-        let mut out = vec![0f32; batch * channels * out_h * out_w];
-        let planes = out
-            .chunks_exact_mut(out_h * out_w)
-            .zip(x.chunks_exact(h * w));
-        for (plane_index, (out_plane, in_plane)) in planes.enumerate() {
-            let c = plane_index % channels;
-            out_plane.fill(bias[c]);
-            let taps = &weight[c * k * k..(c + 1) * k * k];
-            for ky in 0..k {
-                for oy in valid_outputs(h, out_h, ky, top, s) {
-                    let in_row = &in_plane[(oy * s + ky - top) * w..][..w];
-                    let out_row = &mut out_plane[oy * out_w..][..out_w];
-                    for kx in 0..k {
-                        let tap = taps[ky * k + kx];
-                        let cols = valid_outputs(w, out_w, kx, left, s);
-                        if cols.is_empty() {
-                            continue;
-                        }
-                        let Some(first_in) = (cols.start * s + kx).checked_sub(left) else {
-                            continue;
-                        };
-                        let out_cols = &mut out_row[cols];
-                        if s == 1 {
-                            let in_cols = &in_row[first_in..first_in + out_cols.len()];
-                            for (o, &i) in out_cols.iter_mut().zip(in_cols) {
-                                *o += tap * i;
-                            }
-                        } else {
-                            let in_cols = in_row[first_in..].iter().step_by(s);
-                            for (o, &i) in out_cols.iter_mut().zip(in_cols) {
-                                *o += tap * i;
-                            }
-                        }
-                    }
+        for (r, row) in plane.chunks_exact_mut(phase_w).enumerate() {
+            let Some(iy) = (s * r + py).checked_sub(top).filter(|&iy| iy < g.h) else {
+                continue;
+            };
+            let in_row = &in_plane[iy * g.w..(iy + 1) * g.w];
+            let first_x = s * first_c + px - left;
+            let dst = &mut row[first_c..end_c];
+            if s == 1 {
+                dst.copy_from_slice(&in_row[first_x..first_x + dst.len()]);
+            } else {
+                dst.iter_mut()
+                    .zip(in_row[first_x..].iter().step_by(s))
+                    .for_each(|(d, &v)| *d = v);
+            }
+        }
+    }
+    PhasedPlane {
+        data: scratch,
+        stride: s,
+        phase_w,
+        phase_len,
+    }
+}
+
+/// Scratch buffers of one rayon task, reused across the planes it handles.
+#[derive(Debug, Default)]
+struct PlaneScratch {
+    phased: Vec<f32>,
+    wide: Vec<f32>,
+}
+
+/// One channel of one image: `out_plane` ← `act(bias + Σ taps)`.
+fn depthwise_plane(
+    in_plane: &[f32],
+    out_plane: &mut [f32],
+    taps: &[f32],
+    bias: f32,
+    scratch: &mut PlaneScratch,
+    g: &DepthwiseShape,
+) {
+    let plane = phased_plane(in_plane, &mut scratch.phased, g);
+    let wide = &mut scratch.wide;
+    wide.clear();
+    wide.resize(g.out_h * plane.phase_w, bias);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for (checked above).
+        unsafe { accumulate_taps_avx2_fma(&plane, wide, taps, g.kernel) };
+    } else {
+        accumulate_taps::<false>(&plane, wide, taps, g.kernel);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    accumulate_taps::<false>(&plane, wide, taps, g.kernel);
+    for (out_row, wide_row) in out_plane
+        .chunks_exact_mut(g.out_w)
+        .zip(wide.chunks_exact(plane.phase_w))
+    {
+        out_row.copy_from_slice(&wide_row[..g.out_w]);
+    }
+}
+
+/// [`accumulate_taps`] compiled for AVX2 + FMA (8 lanes and fused multiply-adds).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn accumulate_taps_avx2_fma(
+    plane: &PhasedPlane,
+    wide: &mut [f32],
+    taps: &[f32],
+    kernel: usize,
+) {
+    accumulate_taps::<true>(plane, wide, taps, kernel);
+}
+
+/// `wide[oy, ox] += Σ_{ky,kx} taps[ky, kx] · x_pad[s·oy + ky, s·ox + kx]` on the wide output
+/// grid (`phase_w` columns per row), one long contiguous run per tap. `FUSED` uses fused
+/// multiply-adds (only where the CPU has them: elsewhere `mul_add` is a slow library call).
+#[inline(always)]
+fn accumulate_taps<const FUSED: bool>(
+    plane: &PhasedPlane,
+    wide: &mut [f32],
+    taps: &[f32],
+    kernel: usize,
+) {
+    for ky in 0..kernel {
+        for kx in 0..kernel {
+            let tap = taps[ky * kernel + kx];
+            let run = plane.tap_run(ky, kx, wide.len());
+            if FUSED {
+                for (o, &v) in wide.iter_mut().zip(run) {
+                    *o = tap.mul_add(v, *o);
+                }
+            } else {
+                for (o, &v) in wide.iter_mut().zip(run) {
+                    *o += tap * v;
                 }
             }
         }
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((batch, channels, out_h, out_w)),
-        ))
     }
 }
 
@@ -178,7 +281,7 @@ mod tests {
         let x = Tensor::randn(0f32, 1f32, (2, channels, h, w), &dev)?;
         let weight = Tensor::randn(0f32, 1f32, (channels, 1, k, k), &dev)?;
         let bias = Tensor::randn(0f32, 1f32, channels, &dev)?;
-        let fast = depthwise_conv2d(&x, &weight, &bias, stride, padding)?;
+        let fast = depthwise_conv2d(&x, &weight, &bias, stride, padding, Activation::Identity)?;
         let (top, bottom, left, right) = padding;
         let padded = x
             .pad_with_zeros(2, top, bottom)?
@@ -193,6 +296,34 @@ mod tests {
             .max(0)?
             .to_scalar::<f32>()?;
         assert!(diff < 1e-5, "{h}x{w} k{k} s{stride} {padding:?}: {diff}");
+        Ok(())
+    }
+
+    /// EfficientNet-Lite sizes: many planes (several rayon tasks) and a fused ReLU6.
+    #[test]
+    fn wide_layer_with_relu6_matches_grouped_conv2d() -> Result<()> {
+        let dev = Device::Cpu;
+        let (batch, channels, size) = (2, 96, 32);
+        for (k, stride, padding) in [(3, 1, (1, 1, 1, 1)), (5, 2, (1, 2, 1, 2))] {
+            let x = Tensor::randn(0f32, 1f32, (batch, channels, size, size), &dev)?;
+            let weight = Tensor::randn(0f32, 1f32, (channels, 1, k, k), &dev)?;
+            let bias = Tensor::randn(0f32, 1f32, channels, &dev)?;
+            let fast = depthwise_conv2d(&x, &weight, &bias, stride, padding, Activation::Relu6)?;
+            let (top, bottom, left, right) = padding;
+            let slow = x
+                .pad_with_zeros(2, top, bottom)?
+                .pad_with_zeros(3, left, right)?
+                .conv2d(&weight, 0, stride, 1, channels)?
+                .broadcast_add(&bias.reshape((1, channels, 1, 1))?)?
+                .clamp(0f32, 6f32)?;
+            assert_eq!(fast.dims(), slow.dims());
+            let diff = (fast - slow)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "k{k} s{stride}: {diff}");
+        }
         Ok(())
     }
 

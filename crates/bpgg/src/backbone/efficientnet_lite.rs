@@ -33,6 +33,7 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
+use super::conv::{conv2d_fused, Activation, FusedConvParams};
 use super::depthwise::depthwise_conv2d;
 use super::features::{FeatureExtractor, FeatureMap, FeatureMaps};
 use crate::{Error, Result};
@@ -46,8 +47,6 @@ const INPUT_OFFSET: f64 = 127.0;
 const INPUT_SCALE: f64 = 128.0;
 /// The TensorFlow BatchNorm epsilon of the checkpoint (PyTorch's default would be 1e-5).
 const BATCH_NORM_EPS: f64 = 1e-3;
-/// ReLU6 upper clamp.
-const RELU6_MAX: f64 = 6.0;
 
 /// Channels of the stem convolution's output.
 const STEM_CHANNELS: usize = 32;
@@ -235,46 +234,39 @@ impl FoldedConv {
         })
     }
 
-    /// A 1x1, stride-1 convolution as one matmul over the pixels (no im2col copy).
+    /// `act(conv(x) + bias [+ residual])` with TensorFlow "SAME" padding; bias, residual and
+    /// activation are fused into the convolution's kernel where it has one.
     ///
     /// # Shapes
-    /// - `x`: `(batch, in, h, w)` → `(batch, out, h, w)`.
-    fn pointwise(&self, x: &Tensor) -> Result<Tensor> {
-        let (batch, in_channels, h, w) = x.dims4()?;
-        let out_channels = self.weight.dim(0)?;
-        let weight = self.weight.reshape((1, out_channels, in_channels))?;
-        let pixels = x.reshape((batch, in_channels, h * w))?;
-        let y = weight.broadcast_matmul(&pixels)?;
-        let y = y.broadcast_add(&self.bias.reshape((1, out_channels, 1))?)?;
-        Ok(y.reshape((batch, out_channels, h, w))?)
-    }
-
-    /// # Shapes
-    /// - `x`: `(batch, in, h, w)` → `(batch, out, ⌈h / stride⌉, ⌈w / stride⌉)`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// - `x`: `(batch, in, h, w)`; `residual`, if any: the output's shape;
+    /// - returns `(batch, out, ⌈h / stride⌉, ⌈w / stride⌉)`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        activation: Activation,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let (top, bottom) = same_padding(h, self.kernel, self.stride);
         let (left, right) = same_padding(w, self.kernel, self.stride);
-        if self.kernel == 1 && self.stride == 1 && self.groups == 1 {
-            return self.pointwise(x);
+        let padding = (top, bottom, left, right);
+        if self.groups == 1 {
+            let params = FusedConvParams {
+                stride: self.stride,
+                padding,
+                activation,
+            };
+            return conv2d_fused(x, &self.weight, &self.bias, residual, &params);
         }
-        if self.groups > 1 {
-            let padding = (top, bottom, left, right);
-            return depthwise_conv2d(x, &self.weight, &self.bias, self.stride, padding);
+        let (weight, bias, stride) = (&self.weight, &self.bias, self.stride);
+        match residual {
+            None => depthwise_conv2d(x, weight, bias, stride, padding, activation),
+            Some(r) => {
+                let y = depthwise_conv2d(x, weight, bias, stride, padding, Activation::Identity)?;
+                activation.apply(&(y + r)?)
+            }
         }
-        // The symmetric part goes to the convolution; only the asymmetric rest costs a copy.
-        let common = top.min(bottom).min(left).min(right);
-        let x = x
-            .pad_with_zeros(2, top - common, bottom - common)?
-            .pad_with_zeros(3, left - common, right - common)?;
-        let y = x.conv2d(&self.weight, common, self.stride, 1, self.groups)?;
-        let (_, out_channels, _, _) = y.dims4()?;
-        Ok(y.broadcast_add(&self.bias.reshape((1, out_channels, 1, 1))?)?)
     }
-}
-
-fn relu6(x: &Tensor) -> Result<Tensor> {
-    Ok(x.clamp(0f64, RELU6_MAX)?)
 }
 
 /// Mobile inverted bottleneck: 1x1 expand → depthwise k×k → 1x1 project (+ identity skip).
@@ -324,16 +316,12 @@ impl MbConvBlock {
     /// - `x`: `(batch, in, h, w)` → `(batch, out, ⌈h / stride⌉, ⌈w / stride⌉)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let hidden = match &self.expand {
-            Some(expand) => relu6(&expand.forward(x)?)?,
+            Some(expand) => expand.forward(x, Activation::Relu6, None)?,
             None => x.clone(),
         };
-        let hidden = relu6(&self.depthwise.forward(&hidden)?)?;
-        let out = self.project.forward(&hidden)?;
-        if self.residual {
-            Ok((out + x)?)
-        } else {
-            Ok(out)
-        }
+        let hidden = self.depthwise.forward(&hidden, Activation::Relu6, None)?;
+        let skip = self.residual.then_some(x);
+        self.project.forward(&hidden, Activation::Identity, skip)
     }
 }
 
@@ -435,7 +423,7 @@ impl EfficientNetLite0 {
             .into());
         }
         let x = images.affine(1.0 / INPUT_SCALE, -INPUT_OFFSET / INPUT_SCALE)?;
-        relu6(&self.stem.forward(&x)?)
+        self.stem.forward(&x, Activation::Relu6, None)
     }
 
     /// ImageNet logits.
@@ -456,7 +444,7 @@ impl EfficientNetLite0 {
         for block in &self.blocks {
             x = block.forward(&x)?;
         }
-        let x = relu6(&classifier.head.forward(&x)?)?;
+        let x = classifier.head.forward(&x, Activation::Relu6, None)?;
         let pooled = x.flatten_from(2)?.mean(D::Minus1)?;
         Ok(classifier.fc.forward(&pooled)?)
     }

@@ -10,6 +10,7 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
+use super::conv::{conv2d_fused, Activation, FusedConvParams};
 use crate::{Error, Result};
 
 /// torchvision's BatchNorm epsilon (`nn.BatchNorm2d` default).
@@ -102,11 +103,12 @@ pub fn fold_batch_norm(
     Ok((folded_weight, folded_bias))
 }
 
-/// A frozen convolution `y = conv(x, weight) + bias` (no activation).
+/// A frozen convolution `y = conv(x, weight) + bias`, optionally fused with a residual sum and
+/// an activation.
 #[derive(Debug, Clone)]
 pub(crate) struct FrozenConv2d {
     weight: Tensor,
-    /// `(1, c_out, 1, 1)`, ready to broadcast.
+    /// `(c_out,)`.
     bias: Tensor,
     stride: usize,
     padding: usize,
@@ -158,7 +160,6 @@ impl FrozenConv2d {
     }
 
     fn from_parts(weight: Tensor, bias: Tensor, geometry: ConvGeometry) -> Result<Self> {
-        let bias = bias.reshape((1, geometry.out_channels, 1, 1))?;
         Ok(Self {
             weight,
             bias,
@@ -171,8 +172,27 @@ impl FrozenConv2d {
     /// - `x`: `(batch, c_in, h, w)`
     /// - returns `(batch, c_out, (h + 2p - k) / s + 1, (w + 2p - k) / s + 1)`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
-        Ok(y.broadcast_add(&self.bias)?)
+        self.forward_fused(x, None, Activation::Identity)
+    }
+
+    /// `activation(conv(x, weight) + bias [+ residual])` in one pass over the output.
+    ///
+    /// # Shapes
+    /// - `x`: `(batch, c_in, h, w)`; `residual`, if any: the output's shape;
+    /// - returns `(batch, c_out, (h + 2p - k) / s + 1, (w + 2p - k) / s + 1)`
+    pub fn forward_fused(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        activation: Activation,
+    ) -> Result<Tensor> {
+        let p = self.padding;
+        let params = FusedConvParams {
+            stride: self.stride,
+            padding: (p, p, p, p),
+            activation,
+        };
+        conv2d_fused(x, &self.weight, &self.bias, residual, &params)
     }
 }
 

@@ -4,6 +4,7 @@
 //! it was trained with. BatchNorm always uses its running statistics (eval mode).
 
 mod combine;
+mod conv;
 mod depthwise;
 pub mod efficientnet_lite;
 mod features;

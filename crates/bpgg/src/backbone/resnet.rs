@@ -14,6 +14,7 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
+use super::conv::Activation;
 use super::frozen_conv::{ConvGeometry, FrozenConv2d};
 use super::imagenet::normalize_imagenet;
 use super::{FeatureExtractor, FeatureMap, FeatureMaps};
@@ -169,19 +170,17 @@ impl ResidualBlock {
     /// # Shapes
     /// - `x`: `(batch, c_in, h, w)`; returns `(batch, c_out, h / stride, w / stride)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut y = x.clone();
-        let last = self.convs.len() - 1;
-        for (i, conv) in self.convs.iter().enumerate() {
-            y = conv.forward(&y)?;
-            if i < last {
-                y = y.relu()?;
-            }
-        }
         let shortcut = match &self.downsample {
             Some(projection) => projection.forward(x)?,
             None => x.clone(),
         };
-        Ok((y + shortcut)?.relu()?)
+        let (last, inner) = self.convs.split_last().expect("a block has convolutions");
+        let mut y = x.clone();
+        for conv in inner {
+            y = conv.forward_fused(&y, None, Activation::Relu)?;
+        }
+        // The shortcut sum and the final ReLU are fused into the last convolution.
+        last.forward_fused(&y, Some(&shortcut), Activation::Relu)
     }
 }
 
@@ -306,7 +305,7 @@ impl FeatureExtractor for ResNet {
     ///   [`RESNET_STRIDES`] (exact division when the size is a multiple of 32).
     fn forward_features(&self, images: &Tensor) -> Result<FeatureMaps> {
         let x = normalize_imagenet(images, self.dtype)?;
-        let x = self.stem.forward(&x)?.relu()?;
+        let x = self.stem.forward_fused(&x, None, Activation::Relu)?;
         // torchvision's max pool pads with -inf; after ReLU every window holds a value >= 0,
         // so zero padding gives the same maximum.
         let mut x = x
