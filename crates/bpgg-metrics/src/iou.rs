@@ -1,7 +1,7 @@
 //! Intersection over union of a thresholded prediction with the ground truth.
 
-use crate::error::{Error, Result};
-use crate::rank::check_no_nan;
+use crate::error::Result;
+use crate::rank::check_scores_and_labels;
 
 /// Intersection over union of the prediction `score >= threshold` with `labels`:
 /// `|pred ∧ label| / |pred ∨ label|`.
@@ -19,17 +19,7 @@ use crate::rank::check_no_nan;
 /// # Ok::<(), bpgg_metrics::Error>(())
 /// ```
 pub fn iou_at(scores: &[f32], labels: &[bool], threshold: f32) -> Result<f64> {
-    if scores.len() != labels.len() {
-        return Err(Error::LengthMismatch {
-            what: format!("{} scores but {} labels", scores.len(), labels.len()),
-        });
-    }
-    if scores.is_empty() {
-        return Err(Error::EmptyInput {
-            what: "no scores".into(),
-        });
-    }
-    check_no_nan(scores, 0)?;
+    check_scores_and_labels(scores, labels)?;
     let (mut intersection, mut union) = (0u64, 0u64);
     for (&score, &label) in scores.iter().zip(labels) {
         let predicted = score >= threshold;

@@ -71,6 +71,21 @@ fn positive_key(entry: u64) -> u32 {
 
 /// Returns [`Error::NanScore`] for the first NaN in `scores`, whose first element has position
 /// `offset` in the caller's pooled order.
+/// Checks a score/label pair of slices: same length, not empty, no NaN score.
+pub(crate) fn check_scores_and_labels(scores: &[f32], labels: &[bool]) -> Result<()> {
+    if scores.len() != labels.len() {
+        return Err(Error::LengthMismatch {
+            what: format!("{} scores but {} labels", scores.len(), labels.len()),
+        });
+    }
+    if scores.is_empty() {
+        return Err(Error::EmptyInput {
+            what: "no scores".into(),
+        });
+    }
+    check_no_nan(scores, 0)
+}
+
 pub(crate) fn check_no_nan(scores: &[f32], offset: usize) -> Result<()> {
     match scores.iter().position(|s| s.is_nan()) {
         Some(index) => Err(Error::NanScore {
@@ -148,17 +163,7 @@ impl RankedScores {
     /// are empty, [`Error::NanScore`] if a score is NaN. A single class is *not* an error here;
     /// the metrics that need both classes check it.
     pub fn new(scores: &[f32], labels: &[bool]) -> Result<Self> {
-        if scores.len() != labels.len() {
-            return Err(Error::LengthMismatch {
-                what: format!("{} scores but {} labels", scores.len(), labels.len()),
-            });
-        }
-        if scores.is_empty() {
-            return Err(Error::EmptyInput {
-                what: "no scores".into(),
-            });
-        }
-        check_no_nan(scores, 0)?;
+        check_scores_and_labels(scores, labels)?;
         let positive_count = labels.iter().filter(|&&label| label).count();
         let mut negatives = Vec::with_capacity(scores.len() - positive_count);
         let mut positives = Vec::with_capacity(positive_count);

@@ -79,15 +79,7 @@ impl FolderDataset {
             if images.is_empty() {
                 return Err(Error::invalid_data(dir, "folder has no images"));
             }
-            out.normals = images
-                .into_iter()
-                .map(|(stem, image)| Sample {
-                    image,
-                    mask: None,
-                    defect_type: GOOD.into(),
-                    stem,
-                })
-                .collect();
+            out.normals = Sample::normals(images, GOOD);
         }
         Ok(out)
     }

@@ -35,6 +35,19 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// Defect-free samples (no mask) from `(stem, path)` pairs, with type `defect_type`.
+    pub(crate) fn normals(images: Vec<(String, PathBuf)>, defect_type: &str) -> Vec<Sample> {
+        images
+            .into_iter()
+            .map(|(stem, image)| Sample {
+                image,
+                mask: None,
+                defect_type: defect_type.to_string(),
+                stem,
+            })
+            .collect()
+    }
+
     /// Whether this image is defective (has a mask).
     pub fn is_defect(&self) -> bool {
         self.mask.is_some()
@@ -88,15 +101,7 @@ impl MvtecCategory {
         let mut problems = Vec::new();
 
         let train_good = if train.join(GOOD).is_dir() {
-            list_images(&train.join(GOOD))?
-                .into_iter()
-                .map(|(stem, image)| Sample {
-                    image,
-                    mask: None,
-                    defect_type: GOOD.into(),
-                    stem,
-                })
-                .collect()
+            Sample::normals(list_images(&train.join(GOOD))?, GOOD)
         } else {
             Vec::new()
         };
@@ -110,15 +115,7 @@ impl MvtecCategory {
                     problems.push(Error::invalid_data(&type_dir, "folder has no images"));
                 }
                 let samples = if ty == GOOD {
-                    images
-                        .into_iter()
-                        .map(|(stem, image)| Sample {
-                            image,
-                            mask: None,
-                            defect_type: ty.clone(),
-                            stem,
-                        })
-                        .collect()
+                    Sample::normals(images, &ty)
                 } else {
                     let gt_dir = dir.join("ground_truth").join(&ty);
                     match_masks(&ty, images, &gt_dir, &mut problems)?

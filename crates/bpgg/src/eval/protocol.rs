@@ -98,6 +98,8 @@ struct Cache<'a> {
     limits: ImageLimits,
     features: HashMap<PathBuf, Tensor>,
     masks: HashMap<PathBuf, Tensor>,
+    /// Ground truth at the model size, decoded once per image (queries recur across seeds).
+    truths: HashMap<PathBuf, Mask>,
     encode_seconds: f64,
     encoded: usize,
 }
@@ -132,12 +134,17 @@ impl Cache<'_> {
 
     /// The ground truth of a sample at `size x size`.
     fn mask(&mut self, sample: &Sample, size: u32) -> Result<Mask> {
+        if let Some(m) = self.truths.get(&sample.image) {
+            return Ok(m.clone());
+        }
         let (w, h) = crate::data::image_io::image_dimensions(&sample.image)?;
         let mask = match &sample.mask {
             Some(p) => load_mask(p, Some((w, h)), self.limits)?,
             None => Mask::empty(w, h),
         };
-        Ok(resize_mask(&mask, size, size))
+        let mask = resize_mask(&mask, size, size);
+        self.truths.insert(sample.image.clone(), mask.clone());
+        Ok(mask)
     }
 
     /// `(k, 1, size, size)` masks of defect supports.
@@ -198,6 +205,7 @@ pub fn evaluate_category(
         limits: config.limits,
         features: HashMap::new(),
         masks: HashMap::new(),
+        truths: HashMap::new(),
         encode_seconds: 0.0,
         encoded: 0,
     };
