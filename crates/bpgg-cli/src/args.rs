@@ -36,6 +36,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Synthetic data → fit → predict → eval, in one command.
     Demo(DemoArgs),
+    /// Meta-train a projection head on base defect types (episodes, bidirectional loss).
+    Train(TrainArgs),
     /// Convert PyTorch checkpoints to safetensors, or list a weight file's tensors.
     #[command(subcommand)]
     Weights(crate::commands::weights::WeightsCommand),
@@ -222,4 +224,96 @@ pub struct DemoArgs {
     /// Where the demo writes its data and outputs.
     #[arg(short, long, default_value = "bpgg-demo", value_name = "DIR")]
     pub output: PathBuf,
+}
+
+/// `bpgg train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Root of the MVTec-layout data set.
+    #[arg(long, value_name = "ROOT")]
+    pub data: PathBuf,
+    /// Category (a folder under ROOT).
+    #[arg(long, value_name = "C")]
+    pub category: String,
+    /// Defect types to train on, comma-separated (default: every type not in --val-types).
+    /// Keep the types you will evaluate on out of both lists.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub base_types: Vec<String>,
+    /// Defect types used only to pick the best checkpoint (default: a held-out 20% of each base
+    /// type's images).
+    #[arg(long, value_delimiter = ',', value_name = "D,E")]
+    pub val_types: Vec<String>,
+    /// More base data: another category folder, all of its defect types, or DIR:t1,t2 for some
+    /// (repeatable). Its own train/good gives the normal images of its episodes.
+    #[arg(long, value_name = "DIR[:TYPES]")]
+    pub extra_base: Vec<String>,
+    /// Output folder: last.safetensors (resumable), best.safetensors (best validation AP, for
+    /// --checkpoint), config.json, history.csv.
+    #[arg(long, short, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Continue the run in --output from its last checkpoint (same settings required).
+    #[arg(long)]
+    pub resume: bool,
+    /// Training episodes (one optimiser step each).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub episodes: usize,
+    /// Defect supports per episode.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub shots: usize,
+    /// Normal supports per episode (0: no normal insertion).
+    #[arg(long, default_value_t = 5, value_name = "M")]
+    pub normal_shots: usize,
+    /// Defect queries per episode.
+    #[arg(long, default_value_t = 2, value_name = "Q")]
+    pub queries: usize,
+    /// Normal queries per episode (all-normal targets).
+    #[arg(long, default_value_t = 1, value_name = "Q")]
+    pub normal_queries: usize,
+    /// Weight λ of the reverse (support-from-query) loss; 0 turns it off.
+    #[arg(long, default_value_t = 1.0, value_name = "λ")]
+    pub reverse_weight: f32,
+    /// Weight every pixel the same instead of balancing defect and normal pixels.
+    #[arg(long)]
+    pub no_class_balance: bool,
+    /// No random flips.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// adamw or sgd.
+    #[arg(long, default_value = "adamw", value_name = "NAME")]
+    pub optimizer: String,
+    /// Peak learning rate (linear warm-up over 5% of the episodes, then cosine decay).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Hidden width of the projection head.
+    #[arg(long, default_value_t = bpgg::train::DEFAULT_HEAD_HIDDEN, value_name = "D")]
+    pub head_width: usize,
+    /// Write last.safetensors every N episodes.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub checkpoint_every: usize,
+    /// Validate (and keep best.safetensors) every N episodes.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub val_every: usize,
+    /// Validation episodes (the same ones each time).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub val_episodes: usize,
+    /// Seed of the head, the holdout split and every episode.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Feature extractor (frozen): efficientnet-lite0 (embedded), resnet18, wide-resnet50-2, vgg16.
+    #[arg(long, default_value = "efficientnet-lite0", value_name = "NAME")]
+    pub backbone: String,
+    /// Weight file for the backbone.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Feature layers, comma-separated (default: the stride-8 and stride-16 stages).
+    #[arg(long, value_delimiter = ',', value_name = "L1,L2")]
+    pub layers: Vec<String>,
+    /// Images are resized to SIZE x SIZE.
+    #[arg(long, default_value_t = bpgg::model::DEFAULT_IMAGE_SIZE, value_name = "SIZE")]
+    pub size: u32,
+    /// Temperature of the cosine similarities.
+    #[arg(long, default_value_t = bpgg::guidance::DEFAULT_TAU)]
+    pub tau: f32,
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bpgg::backbone::{BackboneConfig, BackboneKind};
 use bpgg::guidance::ReverseMode;
-use bpgg::model::{ModelConfig, Scoring};
+use bpgg::model::{Encoder, ModelConfig, Scoring};
+use bpgg::train::load_head;
+use candle_core::Device;
 use clap::{Args, ValueEnum};
 
 /// How the model scores pixels.
@@ -76,9 +78,26 @@ pub struct ModelArgs {
     /// Seed for k-means and memory-bank subsampling.
     #[arg(long, default_value_t = 0)]
     pub model_seed: u64,
+    /// A projection head trained by `bpgg train` (its best.safetensors or last.safetensors):
+    /// features pass through it before prototypes and the memory bank are built. A model fitted
+    /// with it stores the head, so `predict` needs no flag.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
 }
 
 impl ModelArgs {
+    /// Loads the backbone of `config`, with the trained head of `--checkpoint` when given.
+    pub fn encoder(&self, config: &ModelConfig, device: &Device) -> anyhow::Result<Encoder> {
+        let head = self
+            .checkpoint
+            .as_deref()
+            .map(|path| load_head(path, &config.backbone, config.image_size, device))
+            .transpose()?;
+        let encoder = Encoder::new(&config.backbone, config.image_size, device)
+            .context("loading the backbone")?;
+        Ok(encoder.with_head(head))
+    }
+
     /// The library configuration, validated.
     pub fn to_config(&self) -> anyhow::Result<ModelConfig> {
         let mut config = ModelConfig {

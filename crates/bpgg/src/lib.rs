@@ -61,5 +61,6 @@ pub mod model;
 pub mod prototype;
 pub mod report;
 pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -112,5 +112,6 @@ fn demo_model_args() -> ModelArgs {
         sigma: d.map.sigma_px,
         hybrid_weight: d.hybrid.weight,
         model_seed: 0,
+        checkpoint: None,
     }
 }

@@ -6,7 +6,6 @@ use anyhow::Context;
 use bpgg::data::float_map::write_atomic;
 use bpgg::data::{ImageLimits, MvtecCategory};
 use bpgg::eval::{evaluate_category, EvalConfig, EvalEvent};
-use bpgg::model::Encoder;
 use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
 use candle_core::Device;
 use tracing::{debug, info};
@@ -34,8 +33,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     );
     let device = Device::Cpu;
     let start = std::time::Instant::now();
-    let encoder = Encoder::new(&config.model.backbone, config.model.image_size, &device)
-        .context("loading the backbone")?;
+    let encoder = args.model.encoder(&config.model, &device)?;
     info!(
         "backbone {} loaded in {:.1} s",
         config.model.backbone.kind,

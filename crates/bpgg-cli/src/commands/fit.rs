@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bpgg::data::image_io::{load_mask, load_rgb};
 use bpgg::data::{
     sample_episode, DefectSelection, EpisodeConfig, FolderDataset, ImageLimits, MvtecCategory,
     Sample,
 };
-use bpgg::model::{fit, Encoder, SupportSet};
+use bpgg::model::{fit, SupportSet};
 use candle_core::Device;
 
 use crate::args::FitArgs;
@@ -30,8 +30,7 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
             .push((s.image.display().to_string(), load_rgb(&s.image, limits)?));
     }
     let device = Device::Cpu;
-    let encoder = Encoder::new(&config.backbone, config.image_size, &device)
-        .context("loading the backbone")?;
+    let encoder = args.model.encoder(&config, &device)?;
     let model = fit(&encoder, &set, &config)?;
     model.save(&args.output)?;
     println!(

@@ -7,6 +7,7 @@ mod eval;
 mod fit;
 mod predict;
 mod score;
+mod train;
 pub mod weights;
 
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Predict(args) => predict::run(args, cli.quiet),
         Command::Eval(args) => eval::run(args, cli.quiet),
         Command::Demo(args) => demo::run(args, cli.quiet),
+        Command::Train(args) => train::run(args, cli.quiet),
         Command::Weights(command) => weights::run(command),
         Command::Bench(command) => bench::run(command),
     }

@@ -1,4 +1,5 @@
-//! Images to embedded features: resize, backbone, combine stages at stride 8, L2-normalise.
+//! Images to embedded features: resize, backbone, combine stages at stride 8, L2-normalise,
+//! and the trained projection head when there is one.
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -7,6 +8,7 @@ use crate::backbone::{
     embed, load_backbone, BackboneConfig, FeatureExtractor, DEFAULT_EMBED_STRIDE,
 };
 use crate::data::transform::{images_to_batch, resize_image};
+use crate::train::ProjectionHead;
 use crate::Result;
 
 /// Images encoded per backbone call.
@@ -17,6 +19,7 @@ pub struct Encoder {
     extractor: Box<dyn FeatureExtractor>,
     image_size: u32,
     device: Device,
+    head: Option<ProjectionHead>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -25,6 +28,7 @@ impl std::fmt::Debug for Encoder {
             .field("backbone", &self.extractor.name())
             .field("layers", &self.extractor.layers())
             .field("image_size", &self.image_size)
+            .field("head", &self.head.as_ref().map(|h| h.config()))
             .finish()
     }
 }
@@ -36,7 +40,19 @@ impl Encoder {
             extractor: load_backbone(backbone, device)?,
             image_size,
             device: device.clone(),
+            head: None,
         })
+    }
+
+    /// Applies a trained projection head after the backbone (see [`crate::train`]).
+    pub fn with_head(mut self, head: Option<ProjectionHead>) -> Self {
+        self.head = head;
+        self
+    }
+
+    /// The trained projection head, if any.
+    pub fn head(&self) -> Option<&ProjectionHead> {
+        self.head.as_ref()
     }
 
     /// The square side images are resized to.
@@ -62,7 +78,11 @@ impl Encoder {
                 .collect();
             let batch = images_to_batch(&resized, &self.device)?;
             let maps = self.extractor.forward_features(&batch)?;
-            chunks.push(embed(&maps, DEFAULT_EMBED_STRIDE)?);
+            let feats = embed(&maps, DEFAULT_EMBED_STRIDE)?;
+            chunks.push(match &self.head {
+                Some(head) => head.forward(&feats)?,
+                None => feats,
+            });
         }
         Ok(Tensor::cat(&chunks, 0)?)
     }

@@ -12,6 +12,7 @@ use super::fitted::{FittedModel, ThresholdRule};
 use crate::backbone::weights::{read_safetensors_with_metadata, StateDict};
 use crate::baseline::MemoryBank;
 use crate::prototype::PrototypeBank;
+use crate::train::ProjectionHead;
 use crate::{Error, Result};
 
 /// The `bpgg_format` metadata value of a model file.
@@ -39,6 +40,9 @@ impl FittedModel {
         if let Some((f, m)) = &self.reverse_supports {
             tensors.push((SUPPORT_FEATURES.into(), f.clone()));
             tensors.push((SUPPORT_MASKS.into(), m.clone()));
+        }
+        if let Some(head) = &self.head {
+            tensors.extend(head.named());
         }
         let config = serde_json::to_string(&self.config).map_err(|source| Error::Json {
             path: path.to_path_buf(),
@@ -124,6 +128,12 @@ impl FittedModel {
             (None, None) => None,
             _ => return Err(bad("model has support features without masks".into())),
         };
+        let head = match sd.get(crate::train::HEAD_TENSORS[0]) {
+            Some(_) => Some(ProjectionHead::from_named(path, |n| {
+                sd.get(n).and_then(|t| t.to_device(device).ok())
+            })?),
+            None => None,
+        };
         if config.scoring.uses_prototypes() && prototypes.is_none() {
             return Err(bad(format!("scoring {} but no prototypes", config.scoring)));
         }
@@ -154,6 +164,7 @@ impl FittedModel {
             reverse_supports,
             threshold,
             threshold_rule,
+            head,
         })
     }
 }

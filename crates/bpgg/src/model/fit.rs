@@ -109,14 +109,18 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
     } else {
         None
     };
-    fit_features(
+    let mut model = fit_features(
         config,
         defect_feats.as_ref().map(|(f, m)| (f, m)),
         normal_feats.as_ref(),
-    )
+    )?;
+    model.head = encoder.head().cloned();
+    Ok(model)
 }
 
 /// Builds the model from already encoded supports (what `eval` uses to encode each image once).
+/// The returned model has no projection head; set [`FittedModel::head`] to the one the features
+/// were encoded with before saving it.
 ///
 /// # Shapes
 /// - `defects`: features `(k, C, h, w)` and masks `(k, 1, S, S)` with `S = config.image_size`;
@@ -185,6 +189,7 @@ pub fn fit_features(
         reverse_supports,
         threshold: 0.5,
         threshold_rule: ThresholdRule::SupportF1,
+        head: None,
     };
 
     // The default threshold, from the supports' own maps.

@@ -12,6 +12,7 @@ use crate::guidance::{
     defect_probability, hybrid_score, refine_prototypes, to_anomaly_map, ReverseMode,
 };
 use crate::prototype::PrototypeBank;
+use crate::train::ProjectionHead;
 use crate::{Error, Result};
 
 /// How the default threshold was chosen.
@@ -42,12 +43,17 @@ pub struct FittedModel {
     /// Map value at or above which a pixel is defect.
     pub threshold: f32,
     pub threshold_rule: ThresholdRule,
+    /// The trained projection head the supports were encoded with (`bpgg train`), if any.
+    pub head: Option<ProjectionHead>,
 }
 
 impl FittedModel {
     /// Loads the backbone this model was fitted with.
     pub fn encoder(&self, device: &candle_core::Device) -> Result<Encoder> {
-        Encoder::new(&self.config.backbone, self.config.image_size, device)
+        Ok(
+            Encoder::new(&self.config.backbone, self.config.image_size, device)?
+                .with_head(self.head.clone()),
+        )
     }
 
     /// Anomaly maps of images of any size, at `image_size x image_size`.

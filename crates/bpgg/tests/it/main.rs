@@ -3,4 +3,5 @@
 mod effnet;
 mod model;
 mod torchvision;
+mod train;
 mod weights;

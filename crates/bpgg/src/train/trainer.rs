@@ -1,0 +1,447 @@
+//! The training loop: seeded episodes, one optimiser step each, validation and checkpoints.
+//!
+//! Every episode's randomness comes from `(seed, episode index)` alone and the optimiser state
+//! is saved whole, so a run resumed from `last.safetensors` continues exactly as the
+//! uninterrupted run would have.
+
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Var};
+
+use super::checkpoint::{load_checkpoint, save_checkpoint, HistoryEntry, TrainState};
+use super::config::TrainConfig;
+use super::data::{EpisodeDraw, Flip, TrainSet};
+use super::head::{HeadConfig, ProjectionHead};
+use super::loss::{episode_loss, EpisodeTensors};
+use super::optim::Optimizer;
+use crate::backbone::BackboneConfig;
+use crate::data::image_io::ImageLimits;
+use crate::guidance::{defect_probability, to_anomaly_map, AnomalyMapConfig};
+use crate::io::write_atomic;
+use crate::model::Encoder;
+use crate::prototype::{build_prototypes, PrototypeConfig};
+use crate::rng::SplitMix64;
+use crate::{Error, Result};
+
+/// File names inside the output folder.
+pub const LAST_CHECKPOINT: &str = "last.safetensors";
+pub const BEST_CHECKPOINT: &str = "best.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
+pub const HISTORY_FILE: &str = "history.csv";
+
+/// What the loop reports as it goes.
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    /// Base images encoded so far.
+    Encoding {
+        done: usize,
+        total: usize,
+    },
+    /// Training starts (or resumes) at `episode` of `total`; `initial_val_ap` is the validation
+    /// pixel AP of the untrained head (the training-free features).
+    Start {
+        episode: usize,
+        total: usize,
+        initial_val_ap: Option<f64>,
+    },
+    /// One episode done.
+    Step {
+        episode: usize,
+        loss: f32,
+        lr: f64,
+    },
+    Validated {
+        entry: &'a HistoryEntry,
+        best: bool,
+    },
+    /// `last.safetensors` was written after `episode` episodes.
+    Checkpoint {
+        episode: usize,
+        path: &'a Path,
+    },
+}
+
+/// What a finished (or stopped) run leaves.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub state: TrainState,
+    pub last: PathBuf,
+    pub best: PathBuf,
+    /// Training steps per second (episode drawing, forward, backward, update; validation and
+    /// checkpoints excluded), over the episodes run in this call.
+    pub episodes_per_second: f64,
+    /// Seconds spent decoding and encoding the base images.
+    pub encode_seconds: f64,
+    /// Whether the callback stopped the run early.
+    pub stopped: bool,
+}
+
+/// Trains a projection head into `out_dir`.
+///
+/// With `resume`, continues from `out_dir/last.safetensors` (whose configuration must equal
+/// `config`); without, refuses a folder that already holds a run. `on_event` may return
+/// `ControlFlow::Break` on a [`TrainEvent::Checkpoint`] to stop there (the checkpoint is
+/// whole).
+pub fn train(
+    config: &TrainConfig,
+    out_dir: &Path,
+    resume: bool,
+    limits: ImageLimits,
+    device: &Device,
+    mut on_event: impl FnMut(TrainEvent<'_>) -> ControlFlow<()>,
+) -> Result<TrainOutcome> {
+    config.validate()?;
+    let last_path = out_dir.join(LAST_CHECKPOINT);
+    let best_path = out_dir.join(BEST_CHECKPOINT);
+    let resumed = match (resume, last_path.exists()) {
+        (true, true) => {
+            let ckpt = load_checkpoint(&last_path, device)?;
+            let diff = ckpt.config.differences(config);
+            if !diff.is_empty() {
+                return Err(Error::invalid_data(
+                    &last_path,
+                    format!(
+                        "was trained with other settings ({}); resume with the same ones",
+                        diff.join(", ")
+                    ),
+                ));
+            }
+            Some(ckpt)
+        }
+        (true, false) => {
+            return Err(Error::invalid_data(
+                &last_path,
+                "nothing to resume (no checkpoint); start without --resume",
+            ))
+        }
+        (false, true) => {
+            return Err(Error::invalid_data(
+                out_dir,
+                "already holds a training run; pass --resume to continue it or choose another \
+                 output folder",
+            ))
+        }
+        (false, false) => None,
+    };
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+
+    let encode_start = Instant::now();
+    let encoder = Encoder::new(&config.backbone, config.image_size, device)?;
+    let set = TrainSet::build(
+        &config.sources,
+        &encoder,
+        limits,
+        config.seed,
+        |done, total| {
+            let _ = on_event(TrainEvent::Encoding { done, total });
+        },
+    )?;
+    set.check(config.episode)?;
+    let encode_seconds = encode_start.elapsed().as_secs_f64();
+    let channels = set.images[0].features.dim(1)?;
+
+    let (head, mut state) = match &resumed {
+        Some(c) => (c.head.clone(), c.state.clone()),
+        None => {
+            let head_config = HeadConfig {
+                channels,
+                hidden: config.head_hidden,
+            };
+            (
+                ProjectionHead::init(head_config, config.seed, device)?,
+                TrainState::default(),
+            )
+        }
+    };
+    if head.config().channels != channels {
+        return Err(Error::invalid_data(
+            &last_path,
+            format!(
+                "head takes {} channels but the backbone gives {channels}",
+                head.config().channels
+            ),
+        ));
+    }
+    let vars: Vec<Var> = head
+        .tensors()
+        .iter()
+        .map(|t| Var::from_tensor(t))
+        .collect::<candle_core::Result<_>>()?;
+    let mut optimizer = Optimizer::new(config.optimizer, config.weight_decay, &vars)?;
+    if let Some(c) = &resumed {
+        optimizer.restore(&last_path, c.optimizer_steps, |n| {
+            c.optimizer.get(n).cloned()
+        })?;
+    }
+    let current_head = || ProjectionHead {
+        w1: vars[0].as_tensor().clone(),
+        b1: vars[1].as_tensor().clone(),
+        w2: vars[2].as_tensor().clone(),
+        b2: vars[3].as_tensor().clone(),
+    };
+    write_atomic(
+        &out_dir.join(CONFIG_FILE),
+        serde_json::to_string_pretty(config)
+            .map_err(|source| Error::Json {
+                path: out_dir.join(CONFIG_FILE),
+                source,
+            })?
+            .as_bytes(),
+    )?;
+
+    let val_draws: Vec<EpisodeDraw> = (0..config.val_episodes)
+        .map(|i| {
+            let mut rng = SplitMix64::with_label(config.seed, &format!("validation {i}"));
+            set.draw(&set.val, config.episode, &mut rng)
+        })
+        .collect();
+
+    if state.episode == 0 {
+        state.initial_val_ap = Some(validate(&set, &val_draws, &current_head(), config)?);
+    }
+    let _ = on_event(TrainEvent::Start {
+        episode: state.episode,
+        total: config.episodes,
+        initial_val_ap: state.initial_val_ap,
+    });
+    let mut window = Window::default();
+    let mut step_seconds = 0.0;
+    let mut steps_here = 0usize;
+    let mut stopped = false;
+    while state.episode < config.episodes {
+        let i = state.episode;
+        let start = Instant::now();
+        let mut rng = SplitMix64::with_label(config.seed, &format!("episode {i}"));
+        let draw = set.draw(&set.train, config.episode, &mut rng);
+        let episode = episode_tensors(&set, &draw, config.augment.then_some(&mut rng))?;
+        let parts = episode_loss(&current_head(), &episode, &config.loss)?;
+        let loss = parts.total.to_scalar::<f32>()?;
+        if !loss.is_finite() {
+            return Err(Error::InvalidConfig(format!(
+                "the loss became {loss} at episode {}; lower --lr",
+                i + 1
+            )));
+        }
+        let grads = parts.total.backward()?;
+        let lr = config.lr_at(i);
+        optimizer.step(&vars, &grads, lr)?;
+        step_seconds += start.elapsed().as_secs_f64();
+        steps_here += 1;
+        window.add(loss, parts.query, parts.reverse);
+        state.episode = i + 1;
+        let _ = on_event(TrainEvent::Step {
+            episode: state.episode,
+            loss,
+            lr,
+        });
+
+        let done = state.episode == config.episodes;
+        if state.episode % config.val_every == 0 || done {
+            let val_ap = validate(&set, &val_draws, &current_head(), config)?;
+            let entry = window.take(state.episode, lr, val_ap);
+            let best = state.best.is_none_or(|(_, ap)| val_ap > ap);
+            if best {
+                state.best = Some((state.episode, val_ap));
+            }
+            state.history.push(entry);
+            if best {
+                save_checkpoint(&best_path, config, &state, &current_head(), None)?;
+            }
+            let entry = state.history.last().expect("just pushed");
+            let _ = on_event(TrainEvent::Validated { entry, best });
+        }
+        if state.episode % config.checkpoint_every == 0 || done {
+            let optim = optimizer.named_state();
+            save_checkpoint(
+                &last_path,
+                config,
+                &state,
+                &current_head(),
+                Some((&optim, optimizer.steps())),
+            )?;
+            write_atomic(&out_dir.join(HISTORY_FILE), history_csv(&state).as_bytes())?;
+            let flow = on_event(TrainEvent::Checkpoint {
+                episode: state.episode,
+                path: &last_path,
+            });
+            if flow.is_break() && !done {
+                stopped = true;
+                break;
+            }
+        }
+    }
+    Ok(TrainOutcome {
+        state,
+        last: last_path,
+        best: best_path,
+        episodes_per_second: if step_seconds > 0.0 {
+            steps_here as f64 / step_seconds
+        } else {
+            0.0
+        },
+        encode_seconds,
+        stopped,
+    })
+}
+
+/// The tensors of a drawn episode; with `augment`, every image gets a random flip.
+pub fn episode_tensors(
+    set: &TrainSet,
+    draw: &EpisodeDraw,
+    augment: Option<&mut SplitMix64>,
+) -> Result<EpisodeTensors> {
+    let count = draw.defect_support.len()
+        + draw.normal_support.len()
+        + draw.queries.len()
+        + draw.normal_queries.len();
+    let flips: Vec<Flip> = match augment {
+        Some(rng) => (0..count).map(|_| Flip::random(rng)).collect(),
+        None => vec![Flip::default(); count],
+    };
+    let (k, n) = (draw.defect_support.len(), draw.normal_support.len());
+    let (defect_feats, defect_masks) = set.stack(&draw.defect_support, &flips[..k])?;
+    let normal_feats = if n > 0 {
+        Some(set.stack(&draw.normal_support, &flips[k..k + n])?.0)
+    } else {
+        None
+    };
+    let queries: Vec<usize> = draw
+        .queries
+        .iter()
+        .chain(&draw.normal_queries)
+        .copied()
+        .collect();
+    let (query_feats, query_masks) = set.stack(&queries, &flips[k + n..])?;
+    Ok(EpisodeTensors {
+        defect_feats,
+        defect_masks,
+        normal_feats,
+        query_feats,
+        query_masks,
+        defect_queries: draw.queries.len(),
+    })
+}
+
+/// Pixel AP of the BPGG maps (at the model size, smoothed as at inference) of the validation
+/// queries, pooled over all validation episodes.
+fn validate(
+    set: &TrainSet,
+    draws: &[EpisodeDraw],
+    head: &ProjectionHead,
+    config: &TrainConfig,
+) -> Result<f64> {
+    let size = config.image_size as usize;
+    let mut scores: Vec<f32> = Vec::new();
+    let mut labels: Vec<bool> = Vec::new();
+    let map_config = AnomalyMapConfig::default();
+    for draw in draws {
+        let e = episode_tensors(set, draw, None)?;
+        let support = head.forward(&e.defect_feats)?;
+        let normal = e
+            .normal_feats
+            .as_ref()
+            .map(|n| head.forward(n))
+            .transpose()?;
+        let bank = build_prototypes(
+            &support,
+            &e.defect_masks,
+            normal.as_ref(),
+            &PrototypeConfig::default(),
+        )?;
+        let prob = defect_probability(&head.forward(&e.query_feats)?, &bank, config.loss.tau)?;
+        let maps = to_anomaly_map(&prob, size, size, &map_config)?;
+        scores.extend(maps.flatten_all()?.to_vec1::<f32>()?);
+        for &i in draw.queries.iter().chain(&draw.normal_queries) {
+            let m = set.images[i].mask.flatten_all()?.to_vec1::<f32>()?;
+            labels.extend(m.into_iter().map(|v| v > 0.5));
+        }
+    }
+    Ok(bpgg_metrics::average_precision(&scores, &labels)?)
+}
+
+/// Running sums between two validations.
+#[derive(Debug, Default)]
+struct Window {
+    n: usize,
+    loss: f64,
+    query: f64,
+    reverse: f64,
+    reverse_n: usize,
+}
+
+impl Window {
+    fn add(&mut self, loss: f32, query: f32, reverse: Option<f32>) {
+        self.n += 1;
+        self.loss += f64::from(loss);
+        self.query += f64::from(query);
+        if let Some(r) = reverse {
+            self.reverse += f64::from(r);
+            self.reverse_n += 1;
+        }
+    }
+
+    fn take(&mut self, episode: usize, lr: f64, val_ap: f64) -> HistoryEntry {
+        let n = self.n.max(1) as f64;
+        let entry = HistoryEntry {
+            episode,
+            loss: self.loss / n,
+            query_loss: self.query / n,
+            reverse_loss: (self.reverse_n > 0).then(|| self.reverse / self.reverse_n as f64),
+            lr,
+            val_ap,
+        };
+        *self = Self::default();
+        entry
+    }
+}
+
+fn history_csv(state: &TrainState) -> String {
+    let mut out = String::from("episode,loss,query_loss,reverse_loss,lr,val_ap\n");
+    for h in &state.history {
+        let reverse = h
+            .reverse_loss
+            .map(|r| format!("{r:.6}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{},{:.6},{:.6},{reverse},{:.3e},{:.6}",
+            h.episode, h.loss, h.query_loss, h.lr, h.val_ap
+        );
+    }
+    out
+}
+
+/// The head trained in `checkpoint`, checked against the backbone, layers and image size it
+/// will be used with (a head only makes sense on the features it was trained on).
+pub fn load_head(
+    checkpoint: &Path,
+    backbone: &BackboneConfig,
+    image_size: u32,
+    device: &Device,
+) -> Result<ProjectionHead> {
+    let c = load_checkpoint(checkpoint, device)?;
+    let trained = &c.config;
+    let same_backbone = trained.backbone.kind == backbone.kind
+        && trained.backbone.effective_layers() == backbone.effective_layers();
+    if !same_backbone || trained.image_size != image_size {
+        return Err(Error::invalid_data(
+            checkpoint,
+            format!(
+                "was trained on {} ({}) at {} px, not {} ({}) at {image_size} px; pass \
+                 --backbone {} --layers {} --size {}",
+                trained.backbone.kind,
+                trained.backbone.effective_layers().join(","),
+                trained.image_size,
+                backbone.kind,
+                backbone.effective_layers().join(","),
+                trained.backbone.kind,
+                trained.backbone.effective_layers().join(","),
+                trained.image_size
+            ),
+        ));
+    }
+    Ok(c.head)
+}
