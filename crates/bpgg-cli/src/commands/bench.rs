@@ -7,6 +7,7 @@
 
 mod backbone;
 mod metrics;
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,6 +24,9 @@ pub enum BenchCommand {
     /// Time the metrics (pixel AUROC, AUPRO, AP, F1-max, image AUROC), bpgg against the
     /// scikit-learn / MVTec-method reference (scripts/metrics_reference.py).
     Metrics(BenchMetricsArgs),
+    /// Time one meta-training step (bidirectional loss, backward, AdamW), bpgg against
+    /// PyTorch.
+    Train(BenchTrainArgs),
 }
 
 /// Whether to time the Python reference.
@@ -93,12 +97,42 @@ pub struct BenchMetricsArgs {
     pub reference: ReferenceArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// Feature channels (152: EfficientNet-Lite0's default layers).
+    #[arg(long, default_value_t = 152)]
+    pub channels: usize,
+    /// Head width.
+    #[arg(long, default_value_t = bpgg::train::DEFAULT_HEAD_HIDDEN)]
+    pub hidden: usize,
+    /// Feature grid side (32 for 256 px images at stride 8).
+    #[arg(long, default_value_t = 32)]
+    pub grid: usize,
+    #[arg(long, default_value_t = 5)]
+    pub shots: usize,
+    #[arg(long, default_value_t = 5)]
+    pub normal_shots: usize,
+    #[arg(long, default_value_t = 2)]
+    pub queries: usize,
+    #[arg(long, default_value_t = 1)]
+    pub normal_queries: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    pub repeats: usize,
+    /// Untimed steps before them.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+}
+
 /// Runs a `bpgg bench` subcommand.
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     println!("load average {} (1, 5, 15 min)", load_average());
     match command {
         BenchCommand::Backbone(args) => backbone::run(&args)?,
         BenchCommand::Metrics(args) => metrics::run(&args)?,
+        BenchCommand::Train(args) => train::run(&args)?,
     }
     println!("load average {} (1, 5, 15 min)", load_average());
     match peak_rss_kib() {

@@ -4,5 +4,6 @@ mod data;
 mod pipeline;
 mod report;
 mod score;
+mod train;
 mod util;
 mod weights;

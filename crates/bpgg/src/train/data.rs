@@ -276,15 +276,19 @@ impl TrainSet {
                 return Err(Error::InvalidConfig(format!("no {what} defect type")));
             }
             for pool in pools.iter() {
-                let need = shape.shots + shape.queries;
+                // Validation episodes take fewer queries when a held-out pool is small.
+                let need = match what {
+                    "base" => shape.shots + shape.queries,
+                    _ => shape.shots + 1,
+                };
                 if pool.images.len() < need {
                     return Err(Error::InvalidConfig(format!(
-                        "{what} pool {} has {} images; an episode needs {need} ({} shots + {} \
-                         queries)",
+                        "{what} pool {} has {} images; an episode needs {need} ({} shots + \
+                         {} queries)",
                         pool.name,
                         pool.images.len(),
                         shape.shots,
-                        shape.queries
+                        need - shape.shots
                     )));
                 }
                 let n = self.normals[pool.normals].len();
@@ -300,7 +304,8 @@ impl TrainSet {
         Ok(())
     }
 
-    /// Draws an episode from `pools` (a pool uniformly, then images without replacement).
+    /// Draws an episode from `pools` (a pool uniformly, then images without replacement); a
+    /// pool with fewer than `shots + queries` images gives the queries it has left.
     pub fn draw(
         &self,
         pools: &[DefectPool],
@@ -313,10 +318,11 @@ impl TrainSet {
         rng.shuffle(&mut defects);
         let mut normals = self.normals[pool.normals].clone();
         rng.shuffle(&mut normals);
+        let query_end = (shape.shots + shape.queries).min(defects.len());
         EpisodeDraw {
             pool: pool_index,
             defect_support: defects[..shape.shots].to_vec(),
-            queries: defects[shape.shots..shape.shots + shape.queries].to_vec(),
+            queries: defects[shape.shots..query_end].to_vec(),
             normal_support: normals[..shape.normal_shots].to_vec(),
             normal_queries: normals[shape.normal_shots..shape.normal_shots + shape.normal_queries]
                 .to_vec(),
