@@ -197,7 +197,7 @@ mod tests {
             let t = Tensor::randn(0f32, 1.0, (n, 8, 6, 6), &dev).unwrap();
             l2_normalize(&t, 1).unwrap()
         };
-        let mut mask = vec![0f32; 36];
+        let mut mask = [0f32; 36];
         for i in [7, 8, 13, 14] {
             mask[i] = 1.0;
         }

@@ -222,3 +222,46 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max)
 }
+
+#[test]
+fn several_categories_combine_into_one_base_set() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let first = dataset(dir.path())?;
+    let second = write_synthetic_dataset(
+        dir.path(),
+        &SynthConfig {
+            category: "other_tile".into(),
+            size: 64,
+            train_good: 3,
+            test_good: 1,
+            per_type: 5,
+            kinds: vec![bpgg::data::DefectKind::Stain],
+            seed: 1,
+        },
+    )?;
+    let sources = vec![
+        TrainSource {
+            dir: first,
+            base_types: vec!["blob".into()],
+            val_types: vec![],
+        },
+        TrainSource {
+            dir: second,
+            base_types: vec![],
+            val_types: vec![],
+        },
+    ];
+    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    let set =
+        bpgg::train::TrainSet::build(&sources, &encoder, ImageLimits::default(), 0, |_, _| {})?;
+    let names: Vec<&str> = set.train.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["synthetic_tile/blob", "other_tile/stain"]);
+    // 20% of 5 images held out for validation, per type; each category keeps its own normals.
+    assert_eq!(set.train[0].images.len(), 4);
+    assert_eq!(set.val[0].images.len(), 1);
+    assert_eq!(set.normals.len(), 2);
+    assert_eq!(set.normals[set.train[1].normals].len(), 3);
+    let normal_type = &set.images[set.normals[1][0]].sample.defect_type;
+    assert_eq!(normal_type, "good");
+    Ok(())
+}
