@@ -5,6 +5,7 @@ mod commands;
 mod logging;
 mod model_args;
 mod progress;
+mod results_log;
 
 use std::process::ExitCode;
 
