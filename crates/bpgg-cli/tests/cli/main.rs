@@ -1,5 +1,6 @@
 //! End-to-end tests of the `bpgg` binary on data the tests make themselves.
 
+mod bad_input;
 mod data;
 mod pipeline;
 mod report;
