@@ -438,3 +438,52 @@ fn kill_9_mid_predict_leaves_only_whole_files_and_resume_finishes() {
     assert_eq!(lines.lines().count(), total);
     assert_eq!(maps.len(), total);
 }
+
+#[test]
+fn fail_fast_and_missing_files_are_one_line_without_repeated_causes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = small_dataset(&dir.path().join("data"));
+    let model = dir.path().join("model.bpgg");
+    knn_model(&cat, &model);
+    let jpeg = {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        RgbImage::new(40, 40)
+            .write_to(&mut buf, image::ImageFormat::Jpeg)
+            .unwrap();
+        buf.into_inner()
+    };
+    let cut = dir.path().join("cut.jpg");
+    std::fs::write(&cut, &jpeg[..jpeg.len() / 2]).unwrap();
+    let pred = dir.path().join("pred");
+    let out = bpgg(&[
+        "-q",
+        "predict",
+        "--model",
+        s(&model),
+        s(&cut),
+        "-o",
+        s(&pred),
+        "--fail-fast",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let prefix = format!(
+        "error: {}: cannot decode image: Format error decoding Jpeg: ",
+        s(&cut)
+    );
+    assert!(err.starts_with(&prefix), "{err}");
+    // The decoder's message appears once, not once per link of the error chain.
+    let detail = err.trim_end().strip_prefix(&prefix).unwrap();
+    assert_eq!(err.matches(detail).count(), 1, "{err}");
+
+    let missing = dir.path().join("missing.bpgg");
+    let out = bpgg(&["predict", "--model", s(&missing), s(&cut), "-o", s(&pred)]);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {}: No such file or directory (os error 2)\n",
+            s(&missing)
+        )
+    );
+}

@@ -100,6 +100,7 @@ fn truncated_png_jpeg_and_tiff_name_the_file_and_the_problem() {
             )),
             "{text}"
         );
+        assert!(!text.contains('\n'), "{text:?}");
     }
 }
 
