@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, bytes)) = data.split_first() else {
         return;
     };
-    let path = if selector % 2 == 0 { "fuzz.tiff" } else { "fuzz.npy" };
+    let path = if selector % 2 == 0 {
+        "fuzz.tiff"
+    } else {
+        "fuzz.npy"
+    };
     if let Ok(map) = FloatMap::from_bytes(Path::new(path), bytes) {
         assert_eq!(map.data.len(), map.width * map.height);
     }

@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(u64::from(img.width()) * u64::from(img.height()) <= FUZZ_MAX_PIXELS);
     }
     if let Ok(mask) = decode_mask_bytes(path, data, None, limits) {
-        assert_eq!(mask.pixels.len(), mask.width as usize * mask.height as usize);
+        assert_eq!(
+            mask.pixels.len(),
+            mask.width as usize * mask.height as usize
+        );
     }
 });
