@@ -67,6 +67,8 @@ pub struct ScoreArgs {
     /// Without it, every map must have the size of its image.
     #[arg(long, value_name = "N")]
     pub size: Option<u32>,
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,10 +83,34 @@ pub enum DataCommand {
 pub struct InspectArgs {
     /// A data-set root (holding category folders) or one category folder.
     pub path: PathBuf,
-    /// Largest image (width x height) decoded; bigger declared sizes are refused as
-    /// decompression bombs.
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
+}
+
+/// Decoding limits of every command that reads images.
+#[derive(Debug, Args)]
+pub struct ImageLimitArgs {
+    /// Largest image (width x height, in pixels) decoded; bigger declared sizes are refused as
+    /// decompression bombs. Raise it for genuine large images.
     #[arg(long, default_value_t = bpgg::data::image_io::DEFAULT_MAX_PIXELS, value_name = "PIXELS")]
     pub max_pixels: u64,
+}
+
+impl Default for ImageLimitArgs {
+    fn default() -> Self {
+        Self {
+            max_pixels: bpgg::data::image_io::DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+impl ImageLimitArgs {
+    /// The library's decoding limits.
+    pub fn to_limits(&self) -> bpgg::data::ImageLimits {
+        bpgg::data::ImageLimits {
+            max_pixels: self.max_pixels,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +174,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
     #[command(flatten)]
+    pub limits: ImageLimitArgs,
+    #[command(flatten)]
     pub model: crate::model_args::ModelArgs,
 }
 
@@ -186,6 +214,8 @@ pub struct FitArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
     #[command(flatten)]
+    pub limits: ImageLimitArgs,
+    #[command(flatten)]
     pub model: crate::model_args::ModelArgs,
 }
 
@@ -216,6 +246,8 @@ pub struct PredictArgs {
     /// Also write an HTML gallery of the highest-scoring images (DIR/index.html and images).
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
 }
 
 /// `bpgg demo`.

@@ -5,6 +5,7 @@ mod commands;
 mod logging;
 mod model_args;
 mod progress;
+mod results_log;
 
 use std::process::ExitCode;
 
@@ -16,8 +17,23 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, like `{err:#}`, but without repeating a cause that the
+/// message before it already quotes (library errors name their file *and* keep their source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut text = err.to_string().trim_end().to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        let cause = cause.trim_end();
+        if !text.contains(cause) {
+            text.push_str(": ");
+            text.push_str(cause);
+        }
+    }
+    text.replace('\n', " ")
 }

@@ -22,7 +22,8 @@ pub enum Error {
     },
 
     /// An image file could not be decoded (corrupt, truncated, unsupported format).
-    #[error("{}: cannot decode image: {source}", path.display())]
+    /// (Some decoders end their messages with a newline: trimmed to keep errors on one line.)
+    #[error("{}: cannot decode image: {}", path.display(), source.to_string().trim_end())]
     ImageDecode {
         path: PathBuf,
         #[source]

@@ -4,15 +4,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bpgg::data::inspect::{count_files, inspect as inspect_dataset};
-use bpgg::data::{write_synthetic_dataset, DefectKind, ImageLimits, SynthConfig};
+use bpgg::data::{write_synthetic_dataset, DefectKind, SynthConfig};
 
 use crate::args::{InspectArgs, SynthArgs};
 use crate::progress;
 
 pub fn inspect(args: InspectArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let limits = ImageLimits {
-        max_pixels: args.max_pixels,
-    };
+    let limits = args.limits.to_limits();
     let total = count_files(&args.path)?;
     let bar = progress::bar(total as u64, "inspecting", quiet);
     let reports = inspect_dataset(&args.path, limits, || bar.inc(1))?;

@@ -7,7 +7,7 @@ use bpgg::eval::{evaluate_category, EvalConfig, EvalEvent};
 use bpgg::model::{Encoder, ModelConfig};
 use candle_core::Device;
 
-use crate::args::{DemoArgs, FitArgs, PredictArgs};
+use crate::args::{DemoArgs, FitArgs, ImageLimitArgs, PredictArgs};
 use crate::model_args::ModelArgs;
 use crate::progress;
 
@@ -41,6 +41,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         seed: 0,
         output: model_path.clone(),
         model: model_args.clone(),
+        limits: ImageLimitArgs::default(),
     })?;
     println!(
         "2/4 fitted a model on 5 defect + 5 normal images: {}",
@@ -58,6 +59,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             resume: false,
             fail_fast: false,
             report: None,
+            limits: ImageLimitArgs::default(),
         },
         quiet,
     )?;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bpgg::data::float_map::write_atomic;
-use bpgg::data::{ImageLimits, MvtecCategory};
+use bpgg::data::MvtecCategory;
 use bpgg::eval::{evaluate_category, EvalConfig, EvalEvent};
 use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
 use candle_core::Device;
@@ -22,7 +22,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         seeds: (0..args.seeds).collect(),
         types: args.types.clone(),
         fpr_limit: args.fpr_limit,
-        limits: ImageLimits::default(),
+        limits: args.limits.to_limits(),
     };
     let category = MvtecCategory::open(&args.data.join(&args.category))?;
     info!(

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use bpgg::data::image_io::{load_mask, load_rgb};
 use bpgg::data::{
-    sample_episode, DefectSelection, EpisodeConfig, FolderDataset, ImageLimits, MvtecCategory,
-    Sample,
+    sample_episode, DefectSelection, EpisodeConfig, FolderDataset, MvtecCategory, Sample,
 };
 use bpgg::model::{fit, SupportSet};
 use candle_core::Device;
@@ -16,7 +15,7 @@ use crate::args::FitArgs;
 pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     let config = args.model.to_config()?;
     let (defects, normals) = supports(&args)?;
-    let limits = ImageLimits::default();
+    let limits = args.limits.to_limits();
     let mut set = SupportSet::default();
     for s in &defects {
         let image = load_rgb(&s.image, limits)?;

@@ -1,6 +1,6 @@
 //! `bpgg predict`: anomaly maps, masks, overlays and a result line for every image.
 
-use std::io::Write;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,7 +8,6 @@ use anyhow::{bail, Context};
 use bpgg::data::float_map::{write_atomic, FloatMap};
 use bpgg::data::image_io::load_rgb;
 use bpgg::data::mvtec::is_image_path;
-use bpgg::data::ImageLimits;
 use bpgg::model::FittedModel;
 use bpgg::report::heatmap::{overlay, resize_map, threshold_map};
 use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
@@ -18,6 +17,7 @@ use tracing::{debug, info};
 
 use crate::args::PredictArgs;
 use crate::progress;
+use crate::results_log::{ResultsLog, MAP_KEY};
 
 /// One input image and where its outputs go (relative to the output folder, no extension).
 struct Job {
@@ -29,6 +29,7 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    let limits = args.limits.to_limits();
     let device = Device::Cpu;
     let model = FittedModel::load(&args.model, &device)?;
     let threshold = args.threshold.unwrap_or(model.threshold);
@@ -50,16 +51,15 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
-    let jsonl_path = args.output.join("results.jsonl");
-    let mut jsonl = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&jsonl_path)
-        .with_context(|| format!("opening {}", jsonl_path.display()))?;
+    if args.resume {
+        let removed = bpgg::io::remove_stale_temp_files(&args.output)?;
+        debug!("removed {removed} temp file(s) of an interrupted run");
+    }
+    let (mut jsonl, done) = ResultsLog::open(&args.output.join("results.jsonl"), args.resume)?;
 
     let todo: Vec<&Job> = jobs
         .iter()
-        .filter(|j| !(args.resume && outputs_exist(&args.output, j)))
+        .filter(|j| !(args.resume && outputs_exist(&args.output, j, &done)))
         .collect();
     let skipped = jobs.len() - todo.len();
     let bar = progress::bar(todo.len() as u64, "predicting", quiet);
@@ -67,7 +67,7 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     for chunk in todo.chunks(args.batch) {
         let mut images: Vec<(&Job, RgbImage)> = Vec::with_capacity(chunk.len());
         for job in chunk {
-            match load_rgb(&job.image, ImageLimits::default()) {
+            match load_rgb(&job.image, limits) {
                 Ok(img) => images.push((job, img)),
                 Err(e) if !args.fail_fast => {
                     bar.suspend(|| eprintln!("error: {e} (skipped)"));
@@ -90,9 +90,8 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 w.add_prediction(&name, img, &map, threshold)
                     .context("writing the report")?;
             }
-            let line = write_outputs(&args.output, job, img, &map, threshold)?;
-            writeln!(jsonl, "{line}")
-                .with_context(|| format!("writing {}", jsonl_path.display()))?;
+            let record = write_outputs(&args.output, job, img, &map, threshold)?;
+            jsonl.append(&record)?;
             bar.inc(1);
         }
     }
@@ -175,22 +174,25 @@ fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn outputs_exist(out: &Path, job: &Job) -> bool {
+/// Whether the image is done: its three outputs exist and `results.jsonl` has its line.
+fn outputs_exist(out: &Path, job: &Job, recorded_maps: &HashSet<String>) -> bool {
     let base = out.join(&job.stem_out);
-    ["_overlay.png", "_mask.png", ".tiff"]
-        .iter()
-        .all(|s| with_suffix(&base, s).is_file())
+    let map = with_suffix(&base, ".tiff");
+    recorded_maps.contains(map.to_string_lossy().as_ref())
+        && ["_overlay.png", "_mask.png", ".tiff"]
+            .iter()
+            .all(|s| with_suffix(&base, s).is_file())
 }
 
-/// Writes map, mask and overlay (each atomically, the map last so that its presence means
-/// the image is done) and returns the JSON result line.
+/// Writes map, mask and overlay (each atomically, the map last) and returns the JSON result
+/// record (paths written lossily: a non-UTF-8 file name must not stop the batch).
 fn write_outputs(
     out: &Path,
     job: &Job,
     image: &RgbImage,
     map: &FloatMap,
     threshold: f32,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<serde_json::Value> {
     let (w, h) = image.dimensions();
     let full = resize_map(map, w as usize, h as usize);
     let mask = threshold_map(&full, threshold);
@@ -213,13 +215,12 @@ fn write_outputs(
     full.write_tiff(&with_suffix(&base, ".tiff"))?;
     let score = full.data.iter().copied().fold(f32::MIN, f32::max);
     Ok(serde_json::json!({
-        "image": job.image,
-        "map": with_suffix(&base, ".tiff"),
+        "image": job.image.to_string_lossy(),
+        (MAP_KEY): with_suffix(&base, ".tiff").to_string_lossy(),
         "image_score": score,
         "defect_area_px": mask.defect_pixels(),
         "defect_area_fraction": mask.coverage(),
         "threshold": threshold,
         "defective": score >= threshold,
-    })
-    .to_string())
+    }))
 }

@@ -29,7 +29,12 @@ pub fn run(args: ScoreArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let bar = progress::bar(samples.len() as u64, "reading", quiet);
     let mut images = Vec::with_capacity(samples.len());
     for sample in samples {
-        images.push(scored_image(sample, &pred_dir, args.size)?);
+        images.push(scored_image(
+            sample,
+            &pred_dir,
+            args.size,
+            args.limits.to_limits(),
+        )?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -73,12 +78,13 @@ fn scored_image(
     sample: &Sample,
     pred_dir: &Path,
     size: Option<u32>,
+    limits: ImageLimits,
 ) -> anyhow::Result<ScoredImage> {
     let path = prediction_path(pred_dir, sample)?;
     let map = FloatMap::read(&path)?;
     let (iw, ih) = image_dimensions(&sample.image)?;
     let mask = match &sample.mask {
-        Some(m) => load_mask(m, Some((iw, ih)), ImageLimits::default())?,
+        Some(m) => load_mask(m, Some((iw, ih)), limits)?,
         None => Mask::empty(iw, ih),
     };
     let (w, h) = size.map_or((iw, ih), |n| (n, n));

@@ -20,6 +20,12 @@ impl FloatMap {
     /// Reads a `.tiff`/`.tif` or `.npy` map (chosen by extension).
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// [`FloatMap::read`] on bytes already in memory; `path` chooses the format by its extension
+    /// and names the map in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
         if bytes.is_empty() {
             return Err(Error::invalid_data(path, "file is empty (0 bytes)"));
         }
@@ -28,8 +34,8 @@ impl FloatMap {
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
         let map = match ext.as_deref() {
-            Some("npy") => parse_npy(&bytes).map_err(|p| Error::invalid_data(path, p))?,
-            Some("tif" | "tiff") => parse_tiff(&bytes).map_err(|p| Error::invalid_data(path, p))?,
+            Some("npy") => parse_npy(bytes).map_err(|p| Error::invalid_data(path, p))?,
+            Some("tif" | "tiff") => parse_tiff(bytes).map_err(|p| Error::invalid_data(path, p))?,
             _ => {
                 return Err(Error::invalid_data(
                     path,

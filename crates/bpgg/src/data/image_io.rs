@@ -1,13 +1,18 @@
 //! Reading images and masks from disk, with the checks every file gets.
 //!
 //! Images are returned as 8-bit RGB (grayscale is expanded, 16-bit is scaled down); masks as
-//! binary [`Mask`]s where a pixel is defect when its 8-bit gray value is **greater than 127**
-//! (anti-aliased or JPEG-compressed masks are binarised the same way everywhere).
+//! binary [`Mask`]s where a pixel of an 8-bit mask is defect when its gray value is **greater
+//! than 127** (anti-aliased or JPEG-compressed masks are binarised the same way everywhere). A
+//! 16-bit mask is lossless and often holds small labels (0/1, 0/255), so there **any nonzero**
+//! value is defect.
+//!
+//! Every file goes through one decoder, [`decode_image_bytes`], which also serves callers that
+//! hold the bytes in memory (and the fuzzers): the path only names the file in errors.
 
-use std::io::BufReader;
+use std::io::{BufReader, Cursor};
 use std::path::Path;
 
-use image::{GrayImage, ImageReader, RgbImage};
+use image::{ColorType, GrayImage, ImageReader, RgbImage};
 
 use crate::{Error, Result};
 
@@ -15,8 +20,15 @@ use crate::{Error, Result};
 /// 64 Mpx is 8192 x 8192: larger declared sizes are treated as decompression bombs.
 pub const DEFAULT_MAX_PIXELS: u64 = 64 * 1024 * 1024;
 
-/// Gray values above this are defect pixels in a mask.
+/// Gray values above this are defect pixels in an 8-bit mask (16-bit masks: any nonzero value).
 pub const MASK_THRESHOLD: u8 = 127;
+
+/// The problem reported for a file that ends before its image data does.
+const TRUNCATED: &str =
+    "cannot decode image: the file is truncated (it ends inside the image data)";
+
+/// Allocation headroom given to a decoder beyond the decoded buffer itself.
+const DECODER_SCRATCH_BYTES: u64 = 64 << 20;
 
 /// Limits applied when decoding any image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +99,17 @@ impl Mask {
 
 /// Reads the size of an image from its header without decoding the pixels.
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
-    let reader = open_reader(path)?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(empty_file(path));
+    }
+    let reader = ImageReader::new(BufReader::new(file))
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    if reader.format().is_none() {
+        return Err(unsupported_format(path));
+    }
     reader
         .into_dimensions()
         .map_err(|source| Error::ImageDecode {
@@ -101,13 +123,13 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
 /// The format is detected from the contents, not the extension. Zero-byte, truncated and corrupt
 /// files, and files whose declared size exceeds `limits`, give an error naming the file.
 pub fn load_rgb(path: &Path, limits: ImageLimits) -> Result<RgbImage> {
-    Ok(decode(path, limits)?.to_rgb8())
+    Ok(decode_image_bytes(path, &read_file(path)?, limits)?.to_rgb8())
 }
 
 /// Decodes an image and reports how many channels the file stores (1 gray, 2 gray+alpha,
 /// 3 RGB, 4 RGBA) besides returning it as RGB.
 pub fn load_rgb_with_channels(path: &Path, limits: ImageLimits) -> Result<(RgbImage, u8)> {
-    let img = decode(path, limits)?;
+    let img = decode_image_bytes(path, &read_file(path)?, limits)?;
     let channels = img.color().channel_count();
     Ok((img.to_rgb8(), channels))
 }
@@ -117,50 +139,75 @@ pub fn load_rgb_with_channels(path: &Path, limits: ImageLimits) -> Result<(RgbIm
 /// When `expected` is given, the mask must have exactly that `(width, height)`: a mask of another
 /// size than its image is an error, never silently resized.
 pub fn load_mask(path: &Path, expected: Option<(u32, u32)>, limits: ImageLimits) -> Result<Mask> {
-    let gray = decode(path, limits)?.to_luma8();
+    decode_mask_bytes(path, &read_file(path)?, expected, limits)
+}
+
+/// [`load_mask`] on bytes already in memory; `path` only names them in errors.
+pub fn decode_mask_bytes(
+    path: &Path,
+    bytes: &[u8],
+    expected: Option<(u32, u32)>,
+    limits: ImageLimits,
+) -> Result<Mask> {
+    let img = decode_image_bytes(path, bytes, limits)?;
+    let (width, height) = (img.width(), img.height());
     if let Some((w, h)) = expected {
-        if (gray.width(), gray.height()) != (w, h) {
+        if (width, height) != (w, h) {
             return Err(Error::invalid_data(
                 path,
-                format!(
-                    "mask is {}x{} but its image is {w}x{h}",
-                    gray.width(),
-                    gray.height()
-                ),
+                format!("mask is {width}x{height} but its image is {w}x{h}"),
             ));
         }
     }
-    Ok(Mask::from_gray(&gray))
+    let sixteen_bit = matches!(
+        img.color(),
+        ColorType::L16 | ColorType::La16 | ColorType::Rgb16 | ColorType::Rgba16
+    );
+    if sixteen_bit {
+        let pixels = img.to_luma16().as_raw().iter().map(|&v| v > 0).collect();
+        return Ok(Mask {
+            width,
+            height,
+            pixels,
+        });
+    }
+    Ok(Mask::from_gray(&img.to_luma8()))
 }
 
-fn open_reader(path: &Path) -> Result<ImageReader<BufReader<std::fs::File>>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if len == 0 {
-        return Err(Error::invalid_data(path, "file is empty (0 bytes)"));
+/// Decodes an image held in memory (PNG, JPEG or TIFF, detected from the bytes); `path` only
+/// names it in errors.
+///
+/// Before any pixel is decoded, the declared size is checked against `limits` (a small file can
+/// declare a huge image: a decompression bomb), and the decoder's allocations are capped to what
+/// that size needs.
+pub fn decode_image_bytes(
+    path: &Path,
+    bytes: &[u8],
+    limits: ImageLimits,
+) -> Result<image::DynamicImage> {
+    if bytes.is_empty() {
+        return Err(empty_file(path));
     }
-    ImageReader::new(BufReader::new(file))
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))
-}
-
-fn decode(path: &Path, limits: ImageLimits) -> Result<image::DynamicImage> {
-    let mut reader = open_reader(path)?;
-    if reader.format().is_none() {
-        return Err(Error::invalid_data(
-            path,
-            "not an image in a supported format (PNG, JPEG, TIFF)",
-        ));
-    }
-    let (w, h) = {
-        let probe = open_reader(path)?;
-        probe
-            .into_dimensions()
-            .map_err(|source| Error::ImageDecode {
-                path: path.to_path_buf(),
-                source,
-            })?
+    let decode_error = |source: image::ImageError| match source {
+        // The decoders report a cut file as a bare I/O "unexpected end of file".
+        image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::invalid_data(path, TRUNCATED)
+        }
+        source => Error::ImageDecode {
+            path: path.to_path_buf(),
+            source,
+        },
     };
+    let reader = || -> Result<ImageReader<Cursor<&[u8]>>> {
+        let reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| Error::io(path, e))?;
+        if reader.format().is_none() {
+            return Err(unsupported_format(path));
+        }
+        Ok(reader)
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(decode_error)?;
     let pixels = u64::from(w) * u64::from(h);
     if pixels == 0 {
         return Err(Error::invalid_data(
@@ -180,12 +227,26 @@ fn decode(path: &Path, limits: ImageLimits) -> Result<image::DynamicImage> {
     }
     let mut decoder_limits = image::Limits::default();
     // Room for the decoded buffer at 16 bits x 4 channels, plus decoder scratch.
-    decoder_limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
+    decoder_limits.max_alloc = Some(
+        pixels
+            .saturating_mul(8)
+            .saturating_add(DECODER_SCRATCH_BYTES),
+    );
+    let mut reader = reader()?;
     reader.limits(decoder_limits);
-    reader.decode().map_err(|source| Error::ImageDecode {
-        path: path.to_path_buf(),
-        source,
-    })
+    reader.decode().map_err(decode_error)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+fn empty_file(path: &Path) -> Error {
+    Error::invalid_data(path, "file is empty (0 bytes)")
+}
+
+fn unsupported_format(path: &Path) -> Error {
+    Error::invalid_data(path, "not an image in a supported format (PNG, JPEG, TIFF)")
 }
 
 #[cfg(test)]

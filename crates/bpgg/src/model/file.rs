@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 
 use super::config::ModelConfig;
 use super::fitted::{FittedModel, ThresholdRule};
-use crate::backbone::weights::{read_safetensors_with_metadata, StateDict};
+use crate::backbone::weights::{safetensors_from_bytes_with_metadata, StateDict};
 use crate::baseline::MemoryBank;
 use crate::prototype::PrototypeBank;
 use crate::train::ProjectionHead;
@@ -66,13 +66,20 @@ impl FittedModel {
 
     /// Reads a model written by [`FittedModel::save`], checking format, version and shapes.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, &bytes, device)
+    }
+
+    /// [`FittedModel::load`] on bytes already in memory; `path` only names them in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<Self> {
         let bad = |problem: String| Error::invalid_data(path, problem);
-        let (sd, meta) = read_safetensors_with_metadata(path).map_err(|e| match e {
-            Error::InvalidWeights { problem, .. } => {
-                bad(format!("not a bpgg model file ({problem})"))
-            }
-            e => e,
-        })?;
+        let (sd, meta) =
+            safetensors_from_bytes_with_metadata(path, bytes).map_err(|e| match e {
+                Error::InvalidWeights { problem, .. } => {
+                    bad(format!("not a bpgg model file ({problem})"))
+                }
+                e => e,
+            })?;
         if meta.get("bpgg_format").map(String::as_str) != Some(MODEL_FORMAT) {
             return Err(bad("not a bpgg model file (no bpgg-model header)".into()));
         }
@@ -114,6 +121,23 @@ impl FittedModel {
                 .map(|t| t.to_device(device).map_err(Error::from))
                 .transpose()
         };
+        for (name, tensor) in sd.iter() {
+            let rank = match name {
+                DEFECT | NORMAL | MEMORY => Some(2),
+                SUPPORT_FEATURES | SUPPORT_MASKS => Some(4),
+                _ => None,
+            };
+            if rank.is_some_and(|r| r != tensor.rank()) {
+                return Err(bad(format!(
+                    "tensor {name} has shape {:?}, expected {} dimensions",
+                    tensor.dims(),
+                    rank.unwrap_or_default()
+                )));
+            }
+            if !all_finite(tensor)? {
+                return Err(bad(format!("tensor {name} holds a NaN or infinite value")));
+            }
+        }
         let prototypes = match (get(DEFECT)?, get(NORMAL)?) {
             (Some(d), Some(n)) => Some(PrototypeBank::new(d, n).map_err(|e| bad(e.to_string()))?),
             (None, None) => None,
@@ -124,7 +148,22 @@ impl FittedModel {
             .transpose()
             .map_err(|e| bad(e.to_string()))?;
         let reverse_supports = match (get(SUPPORT_FEATURES)?, get(SUPPORT_MASKS)?) {
-            (Some(f), Some(m)) => Some((f, m)),
+            (Some(f), Some(m)) => {
+                let shapes_fit = match (f.dims(), m.dims()) {
+                    ([s, c, _, _], [sm, 1, _, _]) => {
+                        s == sm && prototypes.as_ref().is_none_or(|p| p.channels() == *c)
+                    }
+                    _ => false,
+                };
+                if !shapes_fit {
+                    return Err(bad(format!(
+                        "support features {:?} and masks {:?} must be (s, C, h, w) and (s, 1, S, S)",
+                        f.dims(),
+                        m.dims()
+                    )));
+                }
+                Some((f, m))
+            }
             (None, None) => None,
             _ => return Err(bad("model has support features without masks".into())),
         };
@@ -167,4 +206,13 @@ impl FittedModel {
             head,
         })
     }
+}
+
+/// Whether every value of a floating tensor is finite (integer tensors always are).
+fn all_finite(tensor: &Tensor) -> Result<bool> {
+    if !tensor.dtype().is_float() {
+        return Ok(true);
+    }
+    let values = tensor.flatten_all()?.to_dtype(candle_core::DType::F32)?;
+    Ok(values.to_vec1::<f32>()?.iter().all(|v| v.is_finite()))
 }

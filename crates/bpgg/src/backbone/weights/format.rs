@@ -66,11 +66,16 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict> {
 /// [`load_state_dict`] that also reports the detected format.
 pub fn load_state_dict_with_format(path: &Path) -> Result<(CheckpointFormat, StateDict)> {
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let format = detect_format(path, &data)?;
+    state_dict_from_bytes(path, &data)
+}
+
+/// [`load_state_dict_with_format`] on bytes already in memory; `path` only names them in errors.
+pub fn state_dict_from_bytes(path: &Path, data: &[u8]) -> Result<(CheckpointFormat, StateDict)> {
+    let format = detect_format(path, data)?;
     let state_dict = match format {
-        CheckpointFormat::TorchLegacy => load_legacy(path, &data)?,
-        CheckpointFormat::TorchZip => load_zip(path, &data)?,
-        CheckpointFormat::Safetensors => load_safetensors(path, &data)?,
+        CheckpointFormat::TorchLegacy => load_legacy(path, data)?,
+        CheckpointFormat::TorchZip => load_zip(path, data)?,
+        CheckpointFormat::Safetensors => load_safetensors(path, data)?,
     };
     Ok((format, state_dict))
 }

@@ -26,8 +26,11 @@ mod storage;
 mod trunk;
 mod zip_archive;
 
-pub use format::{detect_format, load_state_dict, load_state_dict_with_format, CheckpointFormat};
+pub use format::{
+    detect_format, load_state_dict, load_state_dict_with_format, state_dict_from_bytes,
+    CheckpointFormat,
+};
 pub use import::{import_weights, ImportSummary};
-pub use safetensors_file::read_safetensors_with_metadata;
+pub use safetensors_file::{read_safetensors_with_metadata, safetensors_from_bytes_with_metadata};
 pub use state_dict::StateDict;
 pub use trunk::{is_efficientnet_lite0_trunk_key, EFFICIENTNET_LITE0_TRUNK_LAST_BLOCK};

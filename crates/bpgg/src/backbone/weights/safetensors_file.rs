@@ -54,8 +54,17 @@ pub fn read_safetensors_with_metadata(
     path: &Path,
 ) -> Result<(StateDict, std::collections::HashMap<String, String>)> {
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (_, metadata) = SafeTensors::read_metadata(&data)
+    safetensors_from_bytes_with_metadata(path, &data)
+}
+
+/// [`read_safetensors_with_metadata`] on bytes already in memory; `path` only names them in
+/// errors.
+pub fn safetensors_from_bytes_with_metadata(
+    path: &Path,
+    data: &[u8],
+) -> Result<(StateDict, std::collections::HashMap<String, String>)> {
+    let (_, metadata) = SafeTensors::read_metadata(data)
         .map_err(|e| Error::invalid_weights(path, format!("invalid safetensors header: {e:?}")))?;
     let extra = metadata.metadata().clone().unwrap_or_default();
-    Ok((load_safetensors(path, &data)?, extra))
+    Ok((load_safetensors(path, data)?, extra))
 }
