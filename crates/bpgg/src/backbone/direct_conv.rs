@@ -1,0 +1,406 @@
+//! A direct (implicit-gemm) dense convolution for AVX-512 CPUs: no im2col matrix.
+//!
+//! The im2col + gemm path ([`super::conv`]) writes `c_in·k²` values per output pixel, which
+//! the gemm then packs once more; for ResNet's 3x3 convolutions that data movement costs about
+//! as much as the arithmetic. Here the input of each image is copied once into zero-padded
+//! phase planes ([`super::phased`]), where the `k²` taps of 16 consecutive output pixels of a
+//! row are 16 consecutive values each, whatever the stride. The micro-kernel keeps a tile of
+//! [`TILE_CHANNELS`] output channels × [`TILE_VECTORS`] vectors of 16 output pixels in
+//! registers and walks the `c_in·k²` taps: one load per pixel vector and one broadcast weight
+//! per channel feed `TILE_CHANNELS · TILE_VECTORS` fused multiply-adds. The accumulators start
+//! at the bias; the residual and the activation are applied when the tile is stored.
+//!
+//! It applies when the output width is a multiple of 16 and the output channels a multiple of
+//! [`TILE_CHANNELS`] (every ResNet convolution on 256x256 images), with weights packed once
+//! ([`PackedConvWeight`]); everything else takes the im2col path.
+
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, DType, Storage, Tensor};
+use rayon::prelude::*;
+
+use super::conv::Activation;
+use super::phased::{fill_phased, PlaneGeometry};
+
+/// Output channels of one register tile.
+const TILE_CHANNELS: usize = 8;
+/// Pixel vectors of one register tile (`TILE_CHANNELS · TILE_VECTORS` accumulators of the 32
+/// vector registers).
+const TILE_VECTORS: usize = 3;
+/// `f32` lanes of an AVX-512 register.
+const LANES: usize = 16;
+/// Rayon tasks per pool thread: enough to balance uneven tiles and a busy core.
+const TASKS_PER_THREAD: usize = 4;
+
+/// A convolution weight `(c_out, c_in, k, k)` repacked for the micro-kernel: blocks of
+/// [`TILE_CHANNELS`] output channels, each `(c_in·k², TILE_CHANNELS)`, so that one tap's weights
+/// for the tile's channels are adjacent.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedConvWeight {
+    data: Vec<f32>,
+    c_out: usize,
+    c_in: usize,
+    kernel: usize,
+}
+
+impl PackedConvWeight {
+    /// Packs `weight` when this kernel can run it: a contiguous-able `f32` CPU tensor with a
+    /// multiple of [`TILE_CHANNELS`] output channels, on a CPU with AVX-512F. `None` otherwise.
+    ///
+    /// # Shapes
+    /// - `weight`: `(c_out, c_in, k, k)`.
+    pub fn new(weight: &Tensor) -> Option<Self> {
+        if !avx512_available() || !weight.device().is_cpu() || weight.dtype() != DType::F32 {
+            return None;
+        }
+        let (c_out, c_in, k, k2) = weight.dims4().ok()?;
+        if k != k2 || !c_out.is_multiple_of(TILE_CHANNELS) || c_out == 0 {
+            return None;
+        }
+        let weight = weight.contiguous().ok()?;
+        let (storage, layout) = weight.storage_and_layout();
+        let Storage::Cpu(CpuStorage::F32(values)) = &*storage else {
+            return None;
+        };
+        let (start, end) = layout.contiguous_offsets()?;
+        let values = &values[start..end];
+        let patch = c_in * k * k;
+        let mut data = vec![0f32; values.len()];
+        for (block, packed) in data.chunks_exact_mut(patch * TILE_CHANNELS).enumerate() {
+            for (tap, lanes) in packed.chunks_exact_mut(TILE_CHANNELS).enumerate() {
+                for (i, lane) in lanes.iter_mut().enumerate() {
+                    *lane = values[(block * TILE_CHANNELS + i) * patch + tap];
+                }
+            }
+        }
+        Some(Self {
+            data,
+            c_out,
+            c_in,
+            kernel: k,
+        })
+    }
+
+    /// Whether the kernel runs this weight on inputs of `c_in` channels giving `out_w` columns.
+    pub fn fits(&self, c_out: usize, c_in: usize, kernel: usize, out_w: usize) -> bool {
+        self.c_out == c_out
+            && self.c_in == c_in
+            && self.kernel == kernel
+            && out_w.is_multiple_of(LANES)
+    }
+}
+
+fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+thread_local! {
+    /// The calling thread's phased-input buffer, reused from call to call.
+    static PHASED_BUFFER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The operands of one convolution, on contiguous NCHW `f32` data.
+pub(crate) struct DirectConv<'a> {
+    pub x: &'a [f32],
+    pub weight: &'a PackedConvWeight,
+    pub bias: &'a [f32],
+    pub residual: Option<&'a [f32]>,
+    pub activation: Activation,
+    pub batch: usize,
+    pub plane: PlaneGeometry,
+}
+
+/// A raw output pointer shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes a disjoint set of elements (distinct channel blocks or pixel
+// vectors) and the buffer outlives the parallel loop.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+impl DirectConv<'_> {
+    /// `act(conv(x) + bias [+ residual])`, `(batch, c_out, out_h, out_w)` flattened.
+    ///
+    /// Callers check [`PackedConvWeight::fits`] first.
+    pub fn run(&self) -> Vec<f32> {
+        let g = &self.plane;
+        let (c_in, c_out, k) = (self.weight.c_in, self.weight.c_out, self.weight.kernel);
+        assert!(
+            self.weight.fits(c_out, c_in, k, g.out_w) && g.kernel == k && avx512_available(),
+            "direct convolution called on a shape it does not run"
+        );
+        let pixels = g.out_h * g.out_w;
+        let mut out = vec![0f32; self.batch * c_out * pixels];
+        let phased_len = g.phased_len();
+        let in_plane = g.h * g.w;
+        let mut phased = PHASED_BUFFER.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
+        phased.resize(self.batch * c_in * phased_len, 0.0);
+        phased
+            .par_chunks_exact_mut(phased_len)
+            .zip(self.x.par_chunks_exact(in_plane))
+            .with_min_len(8)
+            .for_each(|(dst, src)| fill_phased(src, dst, g));
+
+        // The offset of every tap (c, ky, kx) in one image's phased input, in weight order.
+        let offsets: Vec<usize> = (0..c_in)
+            .flat_map(|c| (0..k * k).map(move |t| (c, t / k, t % k)))
+            .map(|(c, ky, kx)| c * phased_len + g.tap_offset(ky, kx))
+            .collect();
+
+        let vectors_per_row = g.out_w / LANES;
+        let vectors = g.out_h * vectors_per_row;
+        let blocks_per_image = vectors.div_ceil(TILE_VECTORS);
+        let items = self.batch * blocks_per_image;
+        let channel_blocks = c_out / TILE_CHANNELS;
+        let target_tasks = TASKS_PER_THREAD * rayon::current_num_threads();
+        let channel_groups = target_tasks.div_ceil(items).clamp(1, channel_blocks);
+        let item_ranges = target_tasks.div_ceil(channel_groups).clamp(1, items);
+        let items_per_range = items.div_ceil(item_ranges);
+        let blocks_per_group = channel_blocks.div_ceil(channel_groups);
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        let phased_ref = &phased;
+        let offsets = &offsets;
+        (0..item_ranges * channel_groups)
+            .into_par_iter()
+            .for_each(|task| {
+                let (range, group) = (task / channel_groups, task % channel_groups);
+                let first_block = group * blocks_per_group;
+                let channel_range =
+                    first_block..(first_block + blocks_per_group).min(channel_blocks);
+                let first_item = range * items_per_range;
+                for item in first_item..(first_item + items_per_range).min(items) {
+                    let (n, block) = (item / blocks_per_image, item % blocks_per_image);
+                    let first_vector = block * TILE_VECTORS;
+                    let count = TILE_VECTORS.min(vectors - first_vector);
+                    // Phased-grid start and output pixel of each vector of the tile.
+                    let mut bases = [0usize; TILE_VECTORS];
+                    let mut outs = [0usize; TILE_VECTORS];
+                    for v in 0..count {
+                        let vector = first_vector + v;
+                        let (oy, ox) = (vector / vectors_per_row, vector % vectors_per_row * LANES);
+                        bases[v] = oy * g.phase_w() + ox;
+                        outs[v] = oy * g.out_w + ox;
+                    }
+                    let image = ImageOperands {
+                        phased: &phased_ref[n * c_in * phased_len..(n + 1) * c_in * phased_len],
+                        offsets,
+                        bias: self.bias,
+                        residual: self
+                            .residual
+                            .map(|r| &r[n * c_out * pixels..(n + 1) * c_out * pixels]),
+                        // SAFETY: image n's output lies inside `out`.
+                        out: unsafe { out_ptr.get().add(n * c_out * pixels) },
+                        pixels,
+                        activation: self.activation,
+                    };
+                    for channel_block in channel_range.clone() {
+                        let weights = &self.weight.data
+                            [channel_block * offsets.len() * TILE_CHANNELS..]
+                            [..offsets.len() * TILE_CHANNELS];
+                        let tile = Tile {
+                            channel_block,
+                            weights,
+                            bases,
+                            outs,
+                        };
+                        // SAFETY: AVX-512F is present (asserted above); the tile's loads stay
+                        // inside the phased image (a phase plane holds every tap of every
+                        // output) and its stores are this task's own output elements.
+                        unsafe {
+                            match count {
+                                3 => micro_tile::<3>(&image, &tile),
+                                2 => micro_tile::<2>(&image, &tile),
+                                _ => micro_tile::<1>(&image, &tile),
+                            }
+                        }
+                    }
+                }
+            });
+        PHASED_BUFFER.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if slot.len() < phased.len() {
+                *slot = phased;
+            }
+        });
+        out
+    }
+}
+
+/// What every tile of one image shares.
+struct ImageOperands<'a> {
+    phased: &'a [f32],
+    offsets: &'a [usize],
+    bias: &'a [f32],
+    residual: Option<&'a [f32]>,
+    out: *mut f32,
+    pixels: usize,
+    activation: Activation,
+}
+
+/// One register tile: a block of output channels × up to [`TILE_VECTORS`] pixel vectors.
+struct Tile<'a> {
+    channel_block: usize,
+    /// The channel block's packed weights `(c_in·k², TILE_CHANNELS)`.
+    weights: &'a [f32],
+    /// Phased-grid index of each vector's first pixel.
+    bases: [usize; TILE_VECTORS],
+    /// Output pixel index of each vector's first pixel.
+    outs: [usize; TILE_VECTORS],
+}
+
+/// The register tile `tile` of `NV` pixel vectors.
+///
+/// # Safety
+/// The CPU has AVX-512F; `phased[bases[v] + offsets[t] + 15]` is in bounds for every tap `t`
+/// and vector `v < NV`; the output elements of the tile lie inside `image.out`'s buffer and no
+/// other thread writes them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_tile<const NV: usize>(image: &ImageOperands, tile: &Tile) {
+    // SAFETY: see the function's contract.
+    unsafe {
+        use std::arch::x86_64::*;
+        let first_channel = tile.channel_block * TILE_CHANNELS;
+        let mut acc = [[_mm512_setzero_ps(); NV]; TILE_CHANNELS];
+        for (i, row) in acc.iter_mut().enumerate() {
+            let b = _mm512_set1_ps(image.bias[first_channel + i]);
+            row.iter_mut().for_each(|a| *a = b);
+        }
+        let input = image.phased.as_ptr();
+        let mut w = tile.weights.as_ptr();
+        for &offset in image.offsets {
+            let mut xs = [_mm512_setzero_ps(); NV];
+            for (v, x) in xs.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(input.add(tile.bases[v] + offset));
+            }
+            for row in acc.iter_mut() {
+                let wi = _mm512_set1_ps(*w);
+                w = w.add(1);
+                for (a, &x) in row.iter_mut().zip(&xs) {
+                    *a = _mm512_fmadd_ps(wi, x, *a);
+                }
+            }
+        }
+        let zero = _mm512_setzero_ps();
+        let six = _mm512_set1_ps(super::conv::RELU6_MAX);
+        for (i, row) in acc.iter().enumerate() {
+            let channel_start = (first_channel + i) * image.pixels;
+            for (v, &a) in row.iter().enumerate() {
+                let at = channel_start + tile.outs[v];
+                let mut y = a;
+                if let Some(r) = image.residual {
+                    y = _mm512_add_ps(y, _mm512_loadu_ps(r.as_ptr().add(at)));
+                }
+                y = match image.activation {
+                    Activation::Identity => y,
+                    Activation::Relu => _mm512_max_ps(y, zero),
+                    Activation::Relu6 => _mm512_min_ps(_mm512_max_ps(y, zero), six),
+                };
+                _mm512_storeu_ps(image.out.add(at), y);
+            }
+        }
+    }
+}
+
+/// Never called: [`PackedConvWeight::new`] returns `None` off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn micro_tile<const NV: usize>(_image: &ImageOperands, _tile: &Tile) {
+    unreachable!("the direct convolution needs AVX-512")
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::backbone::conv::{conv2d_fused_packed, FusedConvParams, Padding2d};
+    use crate::Result;
+
+    /// The direct kernel against candle's plain ops (pad, conv2d, bias, residual, activation).
+    fn check(
+        c_in: usize,
+        size: usize,
+        kernel: usize,
+        stride: usize,
+        padding: Padding2d,
+        activation: Activation,
+    ) -> Result<()> {
+        let dev = Device::Cpu;
+        let c_out = 2 * TILE_CHANNELS;
+        let x = Tensor::randn(0f32, 1f32, (3, c_in, size, size), &dev)?;
+        let weight = Tensor::randn(0f32, 1f32, (c_out, c_in, kernel, kernel), &dev)?;
+        let bias = Tensor::randn(0f32, 1f32, c_out, &dev)?;
+        let (top, bottom, left, right) = padding;
+        let plain = x
+            .pad_with_zeros(2, top, bottom)?
+            .pad_with_zeros(3, left, right)?
+            .conv2d(&weight, 0, stride, 1, 1)?
+            .broadcast_add(&bias.reshape((1, c_out, 1, 1))?)?;
+        let residual = Tensor::randn(0f32, 1f32, plain.dims(), &dev)?;
+        let expected = activation.apply(&(plain + &residual)?)?;
+        let Some(packed) = PackedConvWeight::new(&weight) else {
+            eprintln!("no AVX-512: the direct convolution is not used on this CPU");
+            return Ok(());
+        };
+        assert!(packed.fits(c_out, c_in, kernel, expected.dim(3)?));
+        let params = FusedConvParams {
+            stride,
+            padding,
+            activation,
+        };
+        for batch in [1, 3] {
+            let x = x.narrow(0, 0, batch)?;
+            let residual = residual.narrow(0, 0, batch)?;
+            let fast =
+                conv2d_fused_packed(&x, &weight, Some(&packed), &bias, Some(&residual), &params)?;
+            let diff = (fast - expected.narrow(0, 0, batch)?)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            let tolerance = 1e-5 * (c_in * kernel * kernel) as f32;
+            assert!(
+                diff <= tolerance,
+                "b{batch} {c_in} {size} k{kernel} s{stride} {padding:?}: {diff}"
+            );
+        }
+        Ok(())
+    }
+
+    /// ResNet's shapes (7x7/2 stem, 3x3/1, 3x3/2, 1x1/2), a 5x5 with asymmetric padding, and
+    /// outputs of 1 and 2 pixel vectors per row.
+    #[test]
+    fn matches_candle_conv2d() -> Result<()> {
+        use Activation::*;
+        check(3, 32, 7, 2, (3, 3, 3, 3), Relu)?;
+        check(8, 16, 3, 1, (1, 1, 1, 1), Relu)?;
+        check(8, 32, 3, 1, (1, 1, 1, 1), Identity)?;
+        check(8, 64, 3, 2, (1, 1, 1, 1), Relu6)?;
+        check(8, 32, 1, 2, (0, 0, 0, 0), Identity)?;
+        check(4, 34, 5, 1, (1, 1, 0, 2), Relu)?;
+        Ok(())
+    }
+
+    #[test]
+    fn packs_only_whole_channel_blocks() -> Result<()> {
+        let dev = Device::Cpu;
+        let odd = Tensor::zeros((TILE_CHANNELS + 1, 3, 3, 3), DType::F32, &dev)?;
+        assert!(PackedConvWeight::new(&odd).is_none());
+        let f64_weight = Tensor::zeros((TILE_CHANNELS, 3, 3, 3), DType::F64, &dev)?;
+        assert!(PackedConvWeight::new(&f64_weight).is_none());
+        Ok(())
+    }
+}
