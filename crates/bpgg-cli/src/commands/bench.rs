@@ -7,6 +7,7 @@
 
 mod backbone;
 mod metrics;
+mod predict;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,6 +24,9 @@ pub enum BenchCommand {
     /// Time the metrics (pixel AUROC, AUPRO, AP, F1-max, image AUROC), bpgg against the
     /// scikit-learn / MVTec-method reference (scripts/metrics_reference.py).
     Metrics(BenchMetricsArgs),
+    /// Time end-to-end prediction (decode, resize, backbone, prototype scoring, upsample and
+    /// blur) on a synthetic data set, bpgg against PyTorch (scripts/bench_predict.py).
+    Predict(BenchPredictArgs),
 }
 
 /// Whether to time the Python reference.
@@ -76,6 +80,27 @@ pub struct BenchBackboneArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BenchPredictArgs {
+    /// Query images per pass.
+    #[arg(long, default_value_t = 32)]
+    pub images: usize,
+    /// Side of the synthetic PNGs in pixels (they are resized to the model's 256).
+    #[arg(long, default_value_t = 512)]
+    pub source_size: u32,
+    /// Images per `predict` batch (as `bpgg predict --batch`).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Timed passes over all images.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Untimed passes before them.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct BenchMetricsArgs {
     /// Number of maps in the test set.
     #[arg(long, default_value_t = 100)]
@@ -99,6 +124,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Backbone(args) => backbone::run(&args)?,
         BenchCommand::Metrics(args) => metrics::run(&args)?,
+        BenchCommand::Predict(args) => predict::run(&args)?,
     }
     println!("load average {} (1, 5, 15 min)", load_average());
     match peak_rss_kib() {
