@@ -9,7 +9,7 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use super::conv::{kernel_error, valid_outputs, with_cpu_f32};
+use super::conv::{kernel_error, with_cpu_f32};
 use crate::Result;
 
 /// Output values per rayon task: enough work to pay for the task, enough tasks to balance.
@@ -58,7 +58,9 @@ pub(crate) fn max_pool2d(
         out.par_chunks_exact_mut(out_plane)
             .zip(x.par_chunks_exact(h * w))
             .with_min_len(MIN_VALUES_PER_TASK.div_ceil(out_plane.max(1)))
-            .for_each(|(out_plane, in_plane)| pool.plane(in_plane, out_plane));
+            .for_each_init(PoolScratch::default, |scratch, (out_plane, in_plane)| {
+                pool.plane(in_plane, out_plane, scratch)
+            });
         Ok(out)
     })?;
     Ok(Tensor::from_vec(
@@ -98,29 +100,56 @@ struct PoolShape {
 }
 
 impl PoolShape {
-    /// One plane: the row maximum of each window row, then the maximum over the window's rows.
-    fn plane(&self, in_plane: &[f32], out_plane: &mut [f32]) {
+    /// One plane. Per output row and window row: the input row with `-inf` borders, its
+    /// running maximum over `kernel` consecutive values (contiguous, vectorised), then every
+    /// `stride`-th of those into the output row.
+    fn plane(&self, in_plane: &[f32], out_plane: &mut [f32], scratch: &mut PoolScratch) {
         let (k, s, p) = (self.kernel, self.stride, self.padding);
+        // Window starts of one output row in padded coordinates: 0, s, .., (out_w − 1)·s.
+        let starts = (self.out_w - 1) * s + 1;
+        let padded_len = starts + k - 1;
+        scratch.padded.clear();
+        scratch.padded.resize(padded_len, f32::NEG_INFINITY);
+        scratch.window.resize(starts, f32::NEG_INFINITY);
+        let copy_len = self.w.min(padded_len - p);
         for (oy, out_row) in out_plane.chunks_exact_mut(self.out_w).enumerate() {
             out_row.fill(f32::NEG_INFINITY);
             for ky in 0..k {
                 let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < self.h) else {
                     continue;
                 };
-                let in_row = &in_plane[iy * self.w..(iy + 1) * self.w];
-                for kx in 0..k {
-                    let cols = valid_outputs(self.w, self.out_w, kx, p, s);
-                    let first_x = cols.start * s + kx - p;
-                    for (o, &v) in out_row[cols]
-                        .iter_mut()
-                        .zip(in_row[first_x..].iter().step_by(s))
-                    {
-                        *o = o.max(v);
+                let in_row = &in_plane[iy * self.w..iy * self.w + copy_len];
+                scratch.padded[p..p + copy_len].copy_from_slice(in_row);
+                let window = &mut scratch.window;
+                window.copy_from_slice(&scratch.padded[..starts]);
+                for kx in 1..k {
+                    for (m, &v) in window.iter_mut().zip(&scratch.padded[kx..kx + starts]) {
+                        *m = larger(*m, v);
                     }
+                }
+                for (o, &m) in out_row.iter_mut().zip(window.iter().step_by(s)) {
+                    *o = larger(*o, m);
                 }
             }
         }
     }
+}
+
+/// `max(a, b)` as one compare-and-select (vectorises to `maxps`; a NaN in `b` is dropped).
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// Row buffers of one rayon task, reused across its planes.
+#[derive(Debug, Default)]
+struct PoolScratch {
+    padded: Vec<f32>,
+    window: Vec<f32>,
 }
 
 #[cfg(test)]
