@@ -2,6 +2,7 @@
 
 mod data;
 mod pipeline;
+mod predict_batches;
 mod report;
 mod score;
 mod util;
