@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod logging;
+mod malloc_tuning;
 mod model_args;
 mod progress;
 
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    malloc_tuning::keep_freed_buffers();
     let cli = args::Cli::parse();
     logging::init(cli.verbose);
     match commands::run(cli) {
