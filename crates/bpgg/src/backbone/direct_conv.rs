@@ -131,8 +131,66 @@ impl SharedOut {
     }
 }
 
+/// Runs `f` with this thread's phased-input buffer of `len` values (reused from call to call;
+/// taken out of its slot meanwhile, so a nested use on the same thread gets a fresh one).
+fn with_phased_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buffer = PHASED_BUFFER.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    let result = f(&mut buffer[..len]);
+    PHASED_BUFFER.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.len() < buffer.len() {
+            *slot = buffer;
+        }
+    });
+    result
+}
+
+/// How the output of one image is cut into register tiles.
+#[derive(Debug, Clone, Copy)]
+struct TileGrid {
+    vectors_per_row: usize,
+    vectors: usize,
+    phase_w: usize,
+    out_w: usize,
+    /// Weight bytes exceed one image's phased input: loop over channel blocks outside, so
+    /// that one block's weights stay in cache while the pixel tiles pass.
+    channels_outside: bool,
+}
+
+impl TileGrid {
+    fn blocks(&self) -> usize {
+        self.vectors.div_ceil(TILE_VECTORS)
+    }
+
+    /// Vector count, phased-grid starts and output pixels of the vectors of pixel block
+    /// `block`.
+    fn block(&self, block: usize) -> (usize, [usize; TILE_VECTORS], [usize; TILE_VECTORS]) {
+        let first_vector = block * TILE_VECTORS;
+        let count = TILE_VECTORS.min(self.vectors - first_vector);
+        let mut bases = [0usize; TILE_VECTORS];
+        let mut outs = [0usize; TILE_VECTORS];
+        for v in 0..count {
+            let vector = first_vector + v;
+            let (oy, ox) = (
+                vector / self.vectors_per_row,
+                vector % self.vectors_per_row * LANES,
+            );
+            bases[v] = oy * self.phase_w + ox;
+            outs[v] = oy * self.out_w + ox;
+        }
+        (count, bases, outs)
+    }
+}
+
 impl DirectConv<'_> {
     /// `act(conv(x) + bias [+ residual])`, `(batch, c_out, out_h, out_w)` flattened.
+    ///
+    /// With at least as many images as pool threads, each task phases and convolves whole
+    /// images (its data stays in its core's cache); otherwise the batch is phased first and
+    /// the tiles of each image are spread over the pool.
     ///
     /// Callers check [`PackedConvWeight::fits`] first.
     pub fn run(&self) -> Vec<f32> {
@@ -147,100 +205,136 @@ impl DirectConv<'_> {
         // each pixel vector of each image), so the buffer is not zeroed first.
         let out_len = self.batch * c_out * pixels;
         let mut out: Vec<f32> = Vec::with_capacity(out_len);
+        let out_ptr = SharedOut(out.as_mut_ptr());
         let phased_len = g.phased_len();
+        let image_phased_len = c_in * phased_len;
         let in_plane = g.h * g.w;
-        let mut phased = PHASED_BUFFER.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
-        phased.resize(self.batch * c_in * phased_len, 0.0);
-        phased
-            .par_chunks_exact_mut(phased_len)
-            .zip(self.x.par_chunks_exact(in_plane))
-            .with_min_len(8)
-            .for_each(|(dst, src)| fill_phased(src, dst, g));
-
         // The offset of every tap (c, ky, kx) in one image's phased input, in weight order.
         let offsets: Vec<usize> = (0..c_in)
             .flat_map(|c| (0..k * k).map(move |t| (c, t / k, t % k)))
             .map(|(c, ky, kx)| c * phased_len + g.tap_offset(ky, kx))
             .collect();
-
-        let vectors_per_row = g.out_w / LANES;
-        let vectors = g.out_h * vectors_per_row;
-        let blocks_per_image = vectors.div_ceil(TILE_VECTORS);
-        let items = self.batch * blocks_per_image;
+        let grid = TileGrid {
+            vectors_per_row: g.out_w / LANES,
+            vectors: g.out_h * g.out_w / LANES,
+            phase_w: g.phase_w(),
+            out_w: g.out_w,
+            channels_outside: self.weight.data.len() > image_phased_len,
+        };
         let channel_blocks = c_out / TILE_CHANNELS;
-        let target_tasks = TASKS_PER_THREAD * rayon::current_num_threads();
-        let channel_groups = target_tasks.div_ceil(items).clamp(1, channel_blocks);
-        let item_ranges = target_tasks.div_ceil(channel_groups).clamp(1, items);
-        let items_per_range = items.div_ceil(item_ranges);
-        let blocks_per_group = channel_blocks.div_ceil(channel_groups);
-        let out_ptr = SharedOut(out.as_mut_ptr());
-        let phased_ref = &phased;
-        let offsets = &offsets;
-        (0..item_ranges * channel_groups)
-            .into_par_iter()
-            .for_each(|task| {
-                let (range, group) = (task / channel_groups, task % channel_groups);
-                let first_block = group * blocks_per_group;
-                let channel_range =
-                    first_block..(first_block + blocks_per_group).min(channel_blocks);
-                let first_item = range * items_per_range;
-                for item in first_item..(first_item + items_per_range).min(items) {
-                    let (n, block) = (item / blocks_per_image, item % blocks_per_image);
-                    let first_vector = block * TILE_VECTORS;
-                    let count = TILE_VECTORS.min(vectors - first_vector);
-                    // Phased-grid start and output pixel of each vector of the tile.
-                    let mut bases = [0usize; TILE_VECTORS];
-                    let mut outs = [0usize; TILE_VECTORS];
-                    for v in 0..count {
-                        let vector = first_vector + v;
-                        let (oy, ox) = (vector / vectors_per_row, vector % vectors_per_row * LANES);
-                        bases[v] = oy * g.phase_w() + ox;
-                        outs[v] = oy * g.out_w + ox;
+        let threads = rayon::current_num_threads();
+        if self.batch >= threads {
+            (0..self.batch).into_par_iter().for_each(|n| {
+                with_phased_buffer(image_phased_len, |phased| {
+                    let x = &self.x[n * c_in * in_plane..(n + 1) * c_in * in_plane];
+                    for (dst, src) in phased
+                        .chunks_exact_mut(phased_len)
+                        .zip(x.chunks_exact(in_plane))
+                    {
+                        fill_phased(src, dst, g);
                     }
-                    let image = ImageOperands {
-                        phased: &phased_ref[n * c_in * phased_len..(n + 1) * c_in * phased_len],
-                        offsets,
-                        bias: self.bias,
-                        residual: self
-                            .residual
-                            .map(|r| &r[n * c_out * pixels..(n + 1) * c_out * pixels]),
-                        // SAFETY: image n's output lies inside `out`.
-                        out: unsafe { out_ptr.get().add(n * c_out * pixels) },
-                        pixels,
-                        activation: self.activation,
-                    };
-                    for channel_block in channel_range.clone() {
-                        let weights = &self.weight.data
-                            [channel_block * offsets.len() * TILE_CHANNELS..]
-                            [..offsets.len() * TILE_CHANNELS];
-                        let tile = Tile {
-                            channel_block,
-                            weights,
-                            bases,
-                            outs,
-                        };
-                        // SAFETY: AVX-512F is present (asserted above); the tile's loads stay
-                        // inside the phased image (a phase plane holds every tap of every
-                        // output) and its stores are this task's own output elements.
-                        unsafe {
-                            match count {
-                                3 => micro_tile::<3>(&image, &tile),
-                                2 => micro_tile::<2>(&image, &tile),
-                                _ => micro_tile::<1>(&image, &tile),
-                            }
-                        }
-                    }
-                }
+                    let image = self.image(n, phased, &offsets, out_ptr);
+                    self.run_tiles(&image, &grid, 0..grid.blocks(), 0..channel_blocks);
+                })
             });
-        PHASED_BUFFER.with(|slot| {
-            let mut slot = slot.borrow_mut();
-            if slot.len() < phased.len() {
-                *slot = phased;
-            }
-        });
+        } else {
+            with_phased_buffer(self.batch * image_phased_len, |phased| {
+                phased
+                    .par_chunks_exact_mut(phased_len)
+                    .zip(self.x.par_chunks_exact(in_plane))
+                    .with_min_len(8)
+                    .for_each(|(dst, src)| fill_phased(src, dst, g));
+                let phased = &*phased;
+                let blocks = grid.blocks();
+                let target_tasks = TASKS_PER_THREAD * threads;
+                let channel_groups = target_tasks.div_ceil(blocks).clamp(1, channel_blocks);
+                let block_ranges = target_tasks.div_ceil(channel_groups).clamp(1, blocks);
+                let blocks_per_range = blocks.div_ceil(block_ranges);
+                let blocks_per_group = channel_blocks.div_ceil(channel_groups);
+                let tasks = self.batch * block_ranges * channel_groups;
+                (0..tasks).into_par_iter().for_each(|task| {
+                    let n = task / (block_ranges * channel_groups);
+                    let range = task / channel_groups % block_ranges;
+                    let group = task % channel_groups;
+                    let first_group_block = group * blocks_per_group;
+                    let channel_range = first_group_block
+                        ..(first_group_block + blocks_per_group).min(channel_blocks);
+                    let first_block = range * blocks_per_range;
+                    let block_range = first_block..(first_block + blocks_per_range).min(blocks);
+                    let phased = &phased[n * image_phased_len..][..image_phased_len];
+                    let image = self.image(n, phased, &offsets, out_ptr);
+                    self.run_tiles(&image, &grid, block_range, channel_range);
+                });
+            });
+        }
         // SAFETY: the tiles have written all `out_len` elements (see above).
         unsafe { out.set_len(out_len) };
         out
+    }
+
+    /// The operands of image `n`, whose phased input is `phased`.
+    fn image<'a>(
+        &'a self,
+        n: usize,
+        phased: &'a [f32],
+        offsets: &'a [usize],
+        out: SharedOut,
+    ) -> ImageOperands<'a> {
+        let pixels = self.plane.out_h * self.plane.out_w;
+        let image_len = self.weight.c_out * pixels;
+        ImageOperands {
+            phased,
+            offsets,
+            bias: self.bias,
+            residual: self
+                .residual
+                .map(|r| &r[n * image_len..(n + 1) * image_len]),
+            // SAFETY: image n's output lies inside the output buffer of the batch.
+            out: unsafe { out.get().add(n * image_len) },
+            pixels,
+            activation: self.activation,
+        }
+    }
+
+    /// The register tiles of pixel blocks `blocks` × channel blocks `channel_blocks` of one
+    /// image.
+    fn run_tiles(
+        &self,
+        image: &ImageOperands,
+        grid: &TileGrid,
+        blocks: std::ops::Range<usize>,
+        channel_blocks: std::ops::Range<usize>,
+    ) {
+        let patch = image.offsets.len();
+        let tile = |block: usize, channel_block: usize| {
+            let (count, bases, outs) = grid.block(block);
+            let tile = Tile {
+                channel_block,
+                weights: &self.weight.data[channel_block * patch * TILE_CHANNELS..]
+                    [..patch * TILE_CHANNELS],
+                bases,
+                outs,
+            };
+            // SAFETY: AVX-512F is present (asserted in `run`); the tile's loads stay inside
+            // the phased image (a phase plane holds every tap of every output) and its stores
+            // are this task's own output elements.
+            unsafe {
+                match count {
+                    3 => micro_tile::<3>(image, &tile),
+                    2 => micro_tile::<2>(image, &tile),
+                    _ => micro_tile::<1>(image, &tile),
+                }
+            }
+        };
+        if grid.channels_outside {
+            for channel_block in channel_blocks {
+                blocks.clone().for_each(|block| tile(block, channel_block));
+            }
+        } else {
+            for block in blocks {
+                channel_blocks.clone().for_each(|cb| tile(block, cb));
+            }
+        }
     }
 }
 
@@ -337,6 +431,7 @@ mod tests {
     /// The direct kernel against candle's plain ops (pad, conv2d, bias, residual, activation).
     fn check(
         c_in: usize,
+        c_out: usize,
         size: usize,
         kernel: usize,
         stride: usize,
@@ -344,7 +439,6 @@ mod tests {
         activation: Activation,
     ) -> Result<()> {
         let dev = Device::Cpu;
-        let c_out = 2 * TILE_CHANNELS;
         let x = Tensor::randn(0f32, 1f32, (3, c_in, size, size), &dev)?;
         let weight = Tensor::randn(0f32, 1f32, (c_out, c_in, kernel, kernel), &dev)?;
         let bias = Tensor::randn(0f32, 1f32, c_out, &dev)?;
@@ -385,17 +479,26 @@ mod tests {
         Ok(())
     }
 
-    /// ResNet's shapes (7x7/2 stem, 3x3/1, 3x3/2, 1x1/2), a 5x5 with asymmetric padding, and
-    /// outputs of 1 and 2 pixel vectors per row.
+    /// ResNet's shapes (7x7/2 stem, 3x3/1, 3x3/2, 1x1/2), a 5x5 with asymmetric padding,
+    /// outputs of 1 and 2 pixel vectors per row, and weights larger than the image (channel
+    /// blocks in the outer loop). Batches 1 (tiles spread over the pool) and 3 (whole images
+    /// per task).
     #[test]
     fn matches_candle_conv2d() -> Result<()> {
         use Activation::*;
-        check(3, 32, 7, 2, (3, 3, 3, 3), Relu)?;
-        check(8, 16, 3, 1, (1, 1, 1, 1), Relu)?;
-        check(8, 32, 3, 1, (1, 1, 1, 1), Identity)?;
-        check(8, 64, 3, 2, (1, 1, 1, 1), Relu6)?;
-        check(8, 32, 1, 2, (0, 0, 0, 0), Identity)?;
-        check(4, 34, 5, 1, (1, 1, 0, 2), Relu)?;
+        let c_out = 2 * TILE_CHANNELS;
+        check(3, c_out, 32, 7, 2, (3, 3, 3, 3), Relu)?;
+        check(8, c_out, 16, 3, 1, (1, 1, 1, 1), Relu)?;
+        check(8, c_out, 32, 3, 1, (1, 1, 1, 1), Identity)?;
+        check(8, c_out, 64, 3, 2, (1, 1, 1, 1), Relu6)?;
+        check(8, c_out, 32, 1, 2, (0, 0, 0, 0), Identity)?;
+        check(4, c_out, 34, 5, 1, (1, 1, 0, 2), Relu)?;
+        let wide = 8 * TILE_CHANNELS;
+        assert!(
+            wide * 8 * 9 > 8 * (16 + 3) * 18,
+            "weights not larger than the image"
+        );
+        check(8, wide, 16, 3, 1, (1, 1, 1, 1), Relu)?;
         Ok(())
     }
 
