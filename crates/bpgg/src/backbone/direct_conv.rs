@@ -161,15 +161,33 @@ struct TileGrid {
 }
 
 impl TileGrid {
+    /// Pixel blocks per image: blocks of [`TILE_VECTORS`] vectors; a remainder of one vector
+    /// (every power-of-two grid of 4^n vectors has one) is merged with the last full block into
+    /// two blocks of two, which use the registers better than a block of one.
     fn blocks(&self) -> usize {
         self.vectors.div_ceil(TILE_VECTORS)
+    }
+
+    /// First vector and vector count of pixel block `block`.
+    fn span(&self, block: usize) -> (usize, usize) {
+        let full = self.vectors / TILE_VECTORS;
+        let split_tail = self.vectors % TILE_VECTORS == 1 && full > 0 && TILE_VECTORS == 3;
+        match (split_tail, block + 1 >= full) {
+            (true, true) => {
+                let first = (full - 1) * TILE_VECTORS + 2 * (block + 1 - full);
+                (first, 2)
+            }
+            _ => {
+                let first = block * TILE_VECTORS;
+                (first, TILE_VECTORS.min(self.vectors - first))
+            }
+        }
     }
 
     /// Vector count, phased-grid starts and output pixels of the vectors of pixel block
     /// `block`.
     fn block(&self, block: usize) -> (usize, [usize; TILE_VECTORS], [usize; TILE_VECTORS]) {
-        let first_vector = block * TILE_VECTORS;
-        let count = TILE_VECTORS.min(self.vectors - first_vector);
+        let (first_vector, count) = self.span(block);
         let mut bases = [0usize; TILE_VECTORS];
         let mut outs = [0usize; TILE_VECTORS];
         for v in 0..count {
@@ -425,6 +443,27 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
+
+    /// Every vector of the grid lies in exactly one block, whatever the remainder.
+    #[test]
+    fn blocks_cover_each_vector_once() {
+        for vectors in 1..40 {
+            let grid = TileGrid {
+                vectors_per_row: 1,
+                vectors,
+                phase_w: 1,
+                out_w: LANES,
+                channels_outside: false,
+            };
+            let mut seen = vec![0; vectors];
+            for block in 0..grid.blocks() {
+                let (first, count) = grid.span(block);
+                assert!((1..=TILE_VECTORS).contains(&count));
+                seen[first..first + count].iter_mut().for_each(|s| *s += 1);
+            }
+            assert!(seen.iter().all(|&s| s == 1), "{vectors}: {seen:?}");
+        }
+    }
     use crate::backbone::conv::{conv2d_fused_packed, FusedConvParams, Padding2d};
     use crate::Result;
 
