@@ -116,14 +116,7 @@ pub(crate) fn conv2d_fused_packed(
     }
     let on_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     if on_cpu_f32(x) && on_cpu_f32(weight) && on_cpu_f32(bias) && residual.is_none_or(on_cpu_f32) {
-        let direct = packed.filter(|p| {
-            p.fits(
-                geometry.c_out,
-                geometry.c_in,
-                geometry.kernel,
-                geometry.out_w,
-            )
-        });
+        let direct = packed.filter(|p| p.fits(geometry.c_out, geometry.c_in, geometry.kernel));
         if let Some(packed) = direct {
             return conv2d_direct_cpu(x, packed, bias, residual, params, &geometry);
         }

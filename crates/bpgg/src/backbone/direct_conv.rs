@@ -10,9 +10,10 @@
 //! per channel feed `TILE_CHANNELS · TILE_VECTORS` fused multiply-adds. The accumulators start
 //! at the bias; the residual and the activation are applied when the tile is stored.
 //!
-//! It applies when the output width is a multiple of 16 and the output channels a multiple of
-//! [`TILE_CHANNELS`] (every ResNet convolution on 256x256 images), with weights packed once
-//! ([`PackedConvWeight`]); everything else takes the im2col path.
+//! The last vector of each output row is masked to the row's remaining pixels, so any output
+//! width runs here. It applies when the output channels are a multiple of [`TILE_CHANNELS`]
+//! (every ResNet and VGG convolution), with weights packed once ([`PackedConvWeight`]);
+//! everything else takes the im2col path.
 
 use std::cell::RefCell;
 
@@ -81,12 +82,9 @@ impl PackedConvWeight {
         })
     }
 
-    /// Whether the kernel runs this weight on inputs of `c_in` channels giving `out_w` columns.
-    pub fn fits(&self, c_out: usize, c_in: usize, kernel: usize, out_w: usize) -> bool {
-        self.c_out == c_out
-            && self.c_in == c_in
-            && self.kernel == kernel
-            && out_w.is_multiple_of(LANES)
+    /// Whether the kernel runs this weight on inputs of `c_in` channels and a `kernel` size.
+    pub fn fits(&self, c_out: usize, c_in: usize, kernel: usize) -> bool {
+        self.c_out == c_out && self.c_in == c_in && self.kernel == kernel
     }
 }
 
@@ -184,12 +182,21 @@ impl TileGrid {
         }
     }
 
-    /// Vector count, phased-grid starts and output pixels of the vectors of pixel block
-    /// `block`.
-    fn block(&self, block: usize) -> (usize, [usize; TILE_VECTORS], [usize; TILE_VECTORS]) {
+    /// Vector count, phased-grid starts, output pixels and lane masks (the last vector of a
+    /// row covers only the row's remaining pixels) of the vectors of pixel block `block`.
+    fn block(
+        &self,
+        block: usize,
+    ) -> (
+        usize,
+        [usize; TILE_VECTORS],
+        [usize; TILE_VECTORS],
+        [u16; TILE_VECTORS],
+    ) {
         let (first_vector, count) = self.span(block);
         let mut bases = [0usize; TILE_VECTORS];
         let mut outs = [0usize; TILE_VECTORS];
+        let mut masks = [0u16; TILE_VECTORS];
         for v in 0..count {
             let vector = first_vector + v;
             let (oy, ox) = (
@@ -198,8 +205,10 @@ impl TileGrid {
             );
             bases[v] = oy * self.phase_w + ox;
             outs[v] = oy * self.out_w + ox;
+            let lanes = LANES.min(self.out_w - ox);
+            masks[v] = ((1u32 << lanes) - 1) as u16;
         }
-        (count, bases, outs)
+        (count, bases, outs, masks)
     }
 }
 
@@ -215,7 +224,7 @@ impl DirectConv<'_> {
         let g = &self.plane;
         let (c_in, c_out, k) = (self.weight.c_in, self.weight.c_out, self.weight.kernel);
         assert!(
-            self.weight.fits(c_out, c_in, k, g.out_w) && g.kernel == k && avx512_available(),
+            self.weight.fits(c_out, c_in, k) && g.kernel == k && avx512_available(),
             "direct convolution called on a shape it does not run"
         );
         let pixels = g.out_h * g.out_w;
@@ -233,8 +242,8 @@ impl DirectConv<'_> {
             .map(|(c, ky, kx)| c * phased_len + g.tap_offset(ky, kx))
             .collect();
         let grid = TileGrid {
-            vectors_per_row: g.out_w / LANES,
-            vectors: g.out_h * g.out_w / LANES,
+            vectors_per_row: g.out_w.div_ceil(LANES),
+            vectors: g.out_h * g.out_w.div_ceil(LANES),
             phase_w: g.phase_w(),
             out_w: g.out_w,
             channels_outside: self.weight.data.len() > image_phased_len,
@@ -325,13 +334,14 @@ impl DirectConv<'_> {
     ) {
         let patch = image.offsets.len();
         let tile = |block: usize, channel_block: usize| {
-            let (count, bases, outs) = grid.block(block);
+            let (count, bases, outs, masks) = grid.block(block);
             let tile = Tile {
                 channel_block,
                 weights: &self.weight.data[channel_block * patch * TILE_CHANNELS..]
                     [..patch * TILE_CHANNELS],
                 bases,
                 outs,
+                masks,
             };
             // SAFETY: AVX-512F is present (asserted in `run`); the tile's loads stay inside
             // the phased image (a phase plane holds every tap of every output) and its stores
@@ -376,14 +386,16 @@ struct Tile<'a> {
     bases: [usize; TILE_VECTORS],
     /// Output pixel index of each vector's first pixel.
     outs: [usize; TILE_VECTORS],
+    /// Valid lanes of each vector.
+    masks: [u16; TILE_VECTORS],
 }
 
 /// The register tile `tile` of `NV` pixel vectors.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `phased[bases[v] + offsets[t] + 15]` is in bounds for every tap `t`
-/// and vector `v < NV`; the output elements of the tile lie inside `image.out`'s buffer and no
-/// other thread writes them.
+/// The CPU has AVX-512F; `phased[bases[v] + offsets[t] + l]` is in bounds for every tap `t`,
+/// vector `v < NV` and lane `l` set in `masks[v]`; the output elements of the tile's valid
+/// lanes lie inside `image.out`'s buffer and no other thread writes them.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn micro_tile<const NV: usize>(image: &ImageOperands, tile: &Tile) {
@@ -401,7 +413,7 @@ unsafe fn micro_tile<const NV: usize>(image: &ImageOperands, tile: &Tile) {
         for &offset in image.offsets {
             let mut xs = [_mm512_setzero_ps(); NV];
             for (v, x) in xs.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(input.add(tile.bases[v] + offset));
+                *x = _mm512_maskz_loadu_ps(tile.masks[v], input.add(tile.bases[v] + offset));
             }
             for row in acc.iter_mut() {
                 let wi = _mm512_set1_ps(*w);
@@ -416,17 +428,17 @@ unsafe fn micro_tile<const NV: usize>(image: &ImageOperands, tile: &Tile) {
         for (i, row) in acc.iter().enumerate() {
             let channel_start = (first_channel + i) * image.pixels;
             for (v, &a) in row.iter().enumerate() {
-                let at = channel_start + tile.outs[v];
+                let (at, mask) = (channel_start + tile.outs[v], tile.masks[v]);
                 let mut y = a;
                 if let Some(r) = image.residual {
-                    y = _mm512_add_ps(y, _mm512_loadu_ps(r.as_ptr().add(at)));
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, r.as_ptr().add(at)));
                 }
                 y = match image.activation {
                     Activation::Identity => y,
                     Activation::Relu => _mm512_max_ps(y, zero),
                     Activation::Relu6 => _mm512_min_ps(_mm512_max_ps(y, zero), six),
                 };
-                _mm512_storeu_ps(image.out.add(at), y);
+                _mm512_mask_storeu_ps(image.out.add(at), mask, y);
             }
         }
     }
@@ -493,7 +505,7 @@ mod tests {
             eprintln!("no AVX-512: the direct convolution is not used on this CPU");
             return Ok(());
         };
-        assert!(packed.fits(c_out, c_in, kernel, expected.dim(3)?));
+        assert!(packed.fits(c_out, c_in, kernel));
         let params = FusedConvParams {
             stride,
             padding,
@@ -538,6 +550,12 @@ mod tests {
             "weights not larger than the image"
         );
         check(8, wide, 16, 3, 1, (1, 1, 1, 1), Relu)?;
+        // Widths that are not a multiple of 16: masked last vectors, rows narrower than one.
+        check(8, c_out, 24, 3, 1, (1, 1, 1, 1), Relu)?;
+        check(3, c_out, 20, 7, 2, (3, 3, 3, 3), Relu)?;
+        check(8, c_out, 9, 3, 1, (1, 1, 1, 1), Identity)?;
+        check(8, c_out, 13, 1, 2, (0, 0, 0, 0), Identity)?;
+        check(4, c_out, 37, 5, 2, (1, 2, 1, 2), Relu6)?;
         Ok(())
     }
 
