@@ -41,7 +41,7 @@ pub enum Command {
     /// Convert PyTorch checkpoints to safetensors, or list a weight file's tensors.
     #[command(subcommand)]
     Weights(crate::commands::weights::WeightsCommand),
-    /// Time bpgg against its Python references (backbones, metrics).
+    /// Time bpgg against its Python references (backbones, predict, training step, metrics).
     #[command(subcommand)]
     Bench(crate::commands::bench::BenchCommand),
 }
@@ -348,4 +348,6 @@ pub struct TrainArgs {
     /// Temperature of the cosine similarities.
     #[arg(long, default_value_t = bpgg::guidance::DEFAULT_TAU)]
     pub tau: f32,
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
 }

@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod logging;
+mod malloc_tuning;
 mod model_args;
 mod progress;
 mod results_log;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    malloc_tuning::keep_freed_buffers();
     let cli = args::Cli::parse();
     logging::init(cli.verbose);
     match commands::run(cli) {

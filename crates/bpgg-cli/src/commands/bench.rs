@@ -7,6 +7,7 @@
 
 mod backbone;
 mod metrics;
+mod predict;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ pub enum BenchCommand {
     /// Time one meta-training step (bidirectional loss, backward, AdamW), bpgg against
     /// PyTorch.
     Train(BenchTrainArgs),
+    /// Time end-to-end prediction (decode, resize, backbone, prototype scoring, upsample and
+    /// blur) on a synthetic data set, bpgg against PyTorch (scripts/bench_predict.py).
+    Predict(BenchPredictArgs),
 }
 
 /// Whether to time the Python reference.
@@ -74,6 +78,27 @@ pub struct BenchBackboneArgs {
     pub repeats: usize,
     /// Untimed forward passes before them.
     #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPredictArgs {
+    /// Query images per pass.
+    #[arg(long, default_value_t = 32)]
+    pub images: usize,
+    /// Side of the synthetic PNGs in pixels (they are resized to the model's 256).
+    #[arg(long, default_value_t = 512)]
+    pub source_size: u32,
+    /// Images per `predict` batch (as `bpgg predict --batch`).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Timed passes over all images.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Untimed passes before them.
+    #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     #[command(flatten)]
     pub reference: ReferenceArgs,
@@ -133,6 +158,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Backbone(args) => backbone::run(&args)?,
         BenchCommand::Metrics(args) => metrics::run(&args)?,
         BenchCommand::Train(args) => train::run(&args)?,
+        BenchCommand::Predict(args) => predict::run(&args)?,
     }
     println!("load average {} (1, 5, 15 min)", load_average());
     match peak_rss_kib() {

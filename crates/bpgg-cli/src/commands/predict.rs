@@ -8,6 +8,8 @@ use anyhow::{bail, Context};
 use bpgg::data::float_map::{write_atomic, FloatMap};
 use bpgg::data::image_io::load_rgb;
 use bpgg::data::mvtec::is_image_path;
+use bpgg::data::transform::resize_image;
+use bpgg::data::ImageLimits;
 use bpgg::model::FittedModel;
 use bpgg::report::heatmap::{overlay, resize_map, threshold_map};
 use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
@@ -64,37 +66,59 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let skipped = jobs.len() - todo.len();
     let bar = progress::bar(todo.len() as u64, "predicting", quiet);
     let mut failures = 0usize;
-    for chunk in todo.chunks(args.batch) {
-        let mut images: Vec<(&Job, RgbImage)> = Vec::with_capacity(chunk.len());
-        for job in chunk {
-            match load_rgb(&job.image, limits) {
-                Ok(img) => images.push((job, img)),
-                Err(e) if !args.fail_fast => {
-                    bar.suspend(|| eprintln!("error: {e} (skipped)"));
-                    failures += 1;
+    let size = model.config.image_size;
+    // Decoding (and resizing to the model's size) runs one batch ahead on its own thread while
+    // this one scores and writes the current batch; batches arrive in order.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (sender, batches) = std::sync::mpsc::sync_channel(1);
+        let todo = &todo;
+        scope.spawn(move || {
+            for chunk in todo.chunks(args.batch) {
+                let decoded: Vec<_> = chunk
+                    .iter()
+                    .map(|&job| (job, decode_for_model(job, size, limits)))
+                    .collect();
+                if sender.send(decoded).is_err() {
+                    break; // the scoring loop stopped on an error
                 }
-                Err(e) => return Err(e.into()),
+            }
+        });
+        for decoded in batches {
+            let mut images: Vec<(&Job, RgbImage)> = Vec::with_capacity(decoded.len());
+            let mut pixels: Vec<RgbImage> = Vec::with_capacity(decoded.len());
+            for (job, result) in decoded {
+                match result {
+                    Ok((img, resized)) => {
+                        images.push((job, img));
+                        pixels.push(resized);
+                    }
+                    Err(e) if !args.fail_fast => {
+                        bar.suspend(|| eprintln!("error: {e} (skipped)"));
+                        failures += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let start = std::time::Instant::now();
+            let maps = model.predict(&encoder, &pixels)?;
+            debug!(
+                "batch of {} scored in {:.2} s",
+                pixels.len(),
+                start.elapsed().as_secs_f64()
+            );
+            for ((job, img), map) in images.iter().zip(maps) {
+                if let Some(w) = writer.as_mut() {
+                    let name = job.stem_out.display().to_string();
+                    w.add_prediction(&name, img, &map, threshold)
+                        .context("writing the report")?;
+                }
+                let record = write_outputs(&args.output, job, img, &map, threshold)?;
+                jsonl.append(&record)?;
+                bar.inc(1);
             }
         }
-        let pixels: Vec<RgbImage> = images.iter().map(|(_, i)| i.clone()).collect();
-        let start = std::time::Instant::now();
-        let maps = model.predict(&encoder, &pixels)?;
-        debug!(
-            "batch of {} scored in {:.2} s",
-            pixels.len(),
-            start.elapsed().as_secs_f64()
-        );
-        for ((job, img), map) in images.iter().zip(maps) {
-            if let Some(w) = writer.as_mut() {
-                let name = job.stem_out.display().to_string();
-                w.add_prediction(&name, img, &map, threshold)
-                    .context("writing the report")?;
-            }
-            let record = write_outputs(&args.output, job, img, &map, threshold)?;
-            jsonl.append(&record)?;
-            bar.inc(1);
-        }
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     println!(
         "{} image(s) predicted, {skipped} already done, {failures} failed; outputs in {} \
@@ -166,6 +190,18 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The image at its own size (for the outputs) and resized to the model's `size` (what
+/// [`FittedModel::predict`] would resize it to; it then keeps it as is).
+fn decode_for_model(
+    job: &Job,
+    size: u32,
+    limits: ImageLimits,
+) -> bpgg::Result<(RgbImage, RgbImage)> {
+    let image = load_rgb(&job.image, limits)?;
+    let resized = resize_image(&image, size, size);
+    Ok((image, resized))
 }
 
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bpgg::backbone::{BackboneConfig, BackboneKind};
-use bpgg::data::ImageLimits;
 use bpgg::train::{
     train, EpisodeShape, LossConfig, OptimizerKind, TrainConfig, TrainEvent, TrainSource,
 };
@@ -85,7 +84,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         &config,
         &args.output,
         args.resume,
-        ImageLimits::default(),
+        args.limits.to_limits(),
         &Device::Cpu,
         |event| {
             match event {

@@ -5,6 +5,7 @@
 mod bad_input;
 mod data;
 mod pipeline;
+mod predict_batches;
 mod report;
 mod score;
 mod train;

@@ -196,6 +196,11 @@ fn a_killed_run_leaves_a_whole_checkpoint_and_resumes() {
         "{}",
         stdout(&out)
     );
+    let temps = std::fs::read_dir(&run)
+        .unwrap()
+        .filter(|e| bpgg::io::is_atomic_temp_name(&e.as_ref().unwrap().file_name()))
+        .count();
+    assert_eq!(temps, 0, "the resumed run leaves no temp file");
     if finished_early {
         eprintln!("note: the run finished before the kill; only the read-back was tested");
     }

@@ -25,6 +25,8 @@ use std::cell::RefCell;
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::direct_conv::{DirectConv, PackedConvWeight};
+use super::phased::PlaneGeometry;
 use crate::Result;
 
 /// Zero padding of the two spatial axes: `(top, bottom, left, right)`.
@@ -40,7 +42,7 @@ pub(crate) enum Activation {
 }
 
 /// ReLU6's upper clamp.
-const RELU6_MAX: f32 = 6.0;
+pub(crate) const RELU6_MAX: f32 = 6.0;
 
 impl Activation {
     /// Applies the activation in place.
@@ -85,6 +87,22 @@ pub(crate) fn conv2d_fused(
     residual: Option<&Tensor>,
     params: &FusedConvParams,
 ) -> Result<Tensor> {
+    conv2d_fused_packed(x, weight, None, bias, residual, params)
+}
+
+/// [`conv2d_fused`] that runs the direct AVX-512 kernel ([`super::direct_conv`]) when `packed`
+/// (the same weight, packed) is given and fits the shape.
+///
+/// # Shapes
+/// As [`conv2d_fused`].
+pub(crate) fn conv2d_fused_packed(
+    x: &Tensor,
+    weight: &Tensor,
+    packed: Option<&PackedConvWeight>,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+    params: &FusedConvParams,
+) -> Result<Tensor> {
     let geometry = ConvShape::new(x, weight, bias, params)?;
     if let Some(r) = residual {
         if r.dims() != geometry.output_dims() {
@@ -98,6 +116,10 @@ pub(crate) fn conv2d_fused(
     }
     let on_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     if on_cpu_f32(x) && on_cpu_f32(weight) && on_cpu_f32(bias) && residual.is_none_or(on_cpu_f32) {
+        let direct = packed.filter(|p| p.fits(geometry.c_out, geometry.c_in, geometry.kernel));
+        if let Some(packed) = direct {
+            return conv2d_direct_cpu(x, packed, bias, residual, params, &geometry);
+        }
         return conv2d_fused_cpu(x, weight, bias, residual, params, &geometry);
     }
     let (top, bottom, left, right) = params.padding;
@@ -228,6 +250,47 @@ fn conv2d_fused_cpu(
         })
     })?;
     let dims = geometry.output_dims();
+    Ok(Tensor::from_vec(out, dims.as_slice(), &Device::Cpu)?)
+}
+
+fn conv2d_direct_cpu(
+    x: &Tensor,
+    packed: &PackedConvWeight,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+    params: &FusedConvParams,
+    g: &ConvShape,
+) -> Result<Tensor> {
+    let plane = PlaneGeometry {
+        h: g.h,
+        w: g.w,
+        kernel: g.kernel,
+        stride: g.stride,
+        padding: g.padding,
+        out_h: g.out_h,
+        out_w: g.out_w,
+    };
+    let out = with_cpu_f32(x, "conv2d_fused input", |x| {
+        with_cpu_f32(bias, "conv2d_fused bias", |bias| {
+            let conv = |residual: Option<&[f32]>| -> Vec<f32> {
+                DirectConv {
+                    x,
+                    weight: packed,
+                    bias,
+                    residual,
+                    activation: params.activation,
+                    batch: g.batch,
+                    plane,
+                }
+                .run()
+            };
+            match residual {
+                Some(r) => with_cpu_f32(r, "conv2d_fused residual", |r| Ok(conv(Some(r)))),
+                None => Ok(conv(None)),
+            }
+        })
+    })?;
+    let dims = g.output_dims();
     Ok(Tensor::from_vec(out, dims.as_slice(), &Device::Cpu)?)
 }
 

@@ -12,6 +12,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::conv::{kernel_error, with_cpu_f32, Activation, Padding2d};
+use super::phased::{fill_phased, PlaneGeometry};
 use crate::Result;
 
 /// Output values per rayon task: enough work to pay for the task, enough tasks to balance.
@@ -118,27 +119,19 @@ fn depthwise_forward(
     out
 }
 
-/// The input plane, zero-padded and split into `s²` phase planes, as [`depthwise_plane`] reads
-/// it.
-///
-/// Phase plane `(py, px)` holds `x_pad[s·r + py, s·c + px]` at `(r, c)`, `phase_w` columns wide.
-/// Tap `(ky, kx)` of output `(oy, ox)` then reads phase plane `(ky % s, kx % s)` at
-/// `(oy + ky / s, ox + kx / s)`: for all outputs at once, one contiguous run of
-/// `out_h · phase_w` values (the columns past `out_w` of each row are computed and dropped).
+/// The input plane as zero-padded phase planes ([`super::phased`]), as [`depthwise_plane`]
+/// reads it.
 #[derive(Debug)]
 struct PhasedPlane<'a> {
     data: &'a [f32],
-    stride: usize,
+    geometry: PlaneGeometry,
     phase_w: usize,
-    /// Values per phase plane.
-    phase_len: usize,
 }
 
 impl PhasedPlane<'_> {
     /// The run of `len` values that tap `(ky, kx)` contributes to the wide output grid.
     fn tap_run(&self, ky: usize, kx: usize, len: usize) -> &[f32] {
-        let s = self.stride;
-        let start = ((ky % s) * s + kx % s) * self.phase_len + (ky / s) * self.phase_w + kx / s;
+        let start = self.geometry.tap_offset(ky, kx);
         &self.data[start..start + len]
     }
 }
@@ -149,46 +142,21 @@ fn phased_plane<'a>(
     scratch: &'a mut Vec<f32>,
     g: &DepthwiseShape,
 ) -> PhasedPlane<'a> {
-    let (top, _, left, _) = g.padding;
-    let (s, k) = (g.stride, g.kernel);
-    let phase_w = g.out_w + (k - 1) / s;
-    // One spare row: the last tap's run may reach `kx / s` values past the last full row.
-    let phase_h = g.out_h + (k - 1) / s + 1;
-    let phase_len = phase_h * phase_w;
-    scratch.clear();
-    scratch.resize(s * s * phase_len, 0.0);
-    for (phase, plane) in scratch.chunks_exact_mut(phase_len).enumerate() {
-        let (py, px) = (phase / s, phase % s);
-        // Columns c with 0 ≤ s·c + px − left < w.
-        let first_c = left.saturating_sub(px).div_ceil(s);
-        let end_c = (g.w + left)
-            .checked_sub(px)
-            .map_or(0, |reach| reach.div_ceil(s))
-            .min(phase_w);
-        if first_c >= end_c {
-            continue;
-        }
-        for (r, row) in plane.chunks_exact_mut(phase_w).enumerate() {
-            let Some(iy) = (s * r + py).checked_sub(top).filter(|&iy| iy < g.h) else {
-                continue;
-            };
-            let in_row = &in_plane[iy * g.w..(iy + 1) * g.w];
-            let first_x = s * first_c + px - left;
-            let dst = &mut row[first_c..end_c];
-            if s == 1 {
-                dst.copy_from_slice(&in_row[first_x..first_x + dst.len()]);
-            } else {
-                dst.iter_mut()
-                    .zip(in_row[first_x..].iter().step_by(s))
-                    .for_each(|(d, &v)| *d = v);
-            }
-        }
-    }
+    let geometry = PlaneGeometry {
+        h: g.h,
+        w: g.w,
+        kernel: g.kernel,
+        stride: g.stride,
+        padding: g.padding,
+        out_h: g.out_h,
+        out_w: g.out_w,
+    };
+    scratch.resize(geometry.phased_len(), 0.0);
+    fill_phased(in_plane, scratch, &geometry);
     PhasedPlane {
         data: scratch,
-        stride: s,
-        phase_w,
-        phase_len,
+        geometry,
+        phase_w: geometry.phase_w(),
     }
 }
 

@@ -10,7 +10,8 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
-use super::conv::{conv2d_fused, Activation, FusedConvParams};
+use super::conv::{conv2d_fused_packed, Activation, FusedConvParams};
+use super::direct_conv::PackedConvWeight;
 use crate::{Error, Result};
 
 /// torchvision's BatchNorm epsilon (`nn.BatchNorm2d` default).
@@ -110,6 +111,8 @@ pub(crate) struct FrozenConv2d {
     weight: Tensor,
     /// `(c_out,)`.
     bias: Tensor,
+    /// `weight` packed for the direct CPU kernel, where it runs.
+    packed: Option<PackedConvWeight>,
     stride: usize,
     padding: usize,
 }
@@ -161,6 +164,7 @@ impl FrozenConv2d {
 
     fn from_parts(weight: Tensor, bias: Tensor, geometry: ConvGeometry) -> Result<Self> {
         Ok(Self {
+            packed: PackedConvWeight::new(&weight),
             weight,
             bias,
             stride: geometry.stride,
@@ -192,7 +196,14 @@ impl FrozenConv2d {
             padding: (p, p, p, p),
             activation,
         };
-        conv2d_fused(x, &self.weight, &self.bias, residual, &params)
+        conv2d_fused_packed(
+            x,
+            &self.weight,
+            self.packed.as_ref(),
+            &self.bias,
+            residual,
+            &params,
+        )
     }
 }
 

@@ -37,6 +37,9 @@ pub fn normalize_imagenet(images: &Tensor, dtype: DType) -> Result<Tensor> {
         .zip(IMAGENET_STD)
         .map(|(m, s)| m / s)
         .collect();
+    if images.device().is_cpu() && images.dtype() == DType::F32 && dtype == DType::F32 {
+        return normalize_cpu_f32(images, &scale, &offset);
+    }
     let device = images.device();
     let scale = Tensor::from_vec(scale, (1, 3, 1, 1), device)?.to_dtype(dtype)?;
     let offset = Tensor::from_vec(offset, (1, 3, 1, 1), device)?.to_dtype(dtype)?;
@@ -44,4 +47,25 @@ pub fn normalize_imagenet(images: &Tensor, dtype: DType) -> Result<Tensor> {
         .to_dtype(dtype)?
         .broadcast_mul(&scale)?
         .broadcast_sub(&offset)?)
+}
+
+/// The same `x * scale[c] - offset[c]` in `f32`, in one pass over contiguous CPU data (candle's
+/// broadcast ops take two passes and an intermediate tensor).
+///
+/// # Shapes
+/// - `images`: `(batch, 3, height, width)`; returns the same shape.
+fn normalize_cpu_f32(images: &Tensor, scale: &[f64], offset: &[f64]) -> Result<Tensor> {
+    let dims = images.dims().to_vec();
+    let plane = dims[2] * dims[3];
+    let images = images.contiguous()?;
+    let values = images.flatten_all()?.to_vec1::<f32>()?;
+    let mut values = values;
+    if plane > 0 {
+        for (i, chunk) in values.chunks_exact_mut(plane).enumerate() {
+            let c = i % scale.len();
+            let (scale, offset) = (scale[c] as f32, offset[c] as f32);
+            chunk.iter_mut().for_each(|v| *v = *v * scale - offset);
+        }
+    }
+    Ok(Tensor::from_vec(values, dims, &candle_core::Device::Cpu)?)
 }

@@ -6,10 +6,13 @@
 mod combine;
 mod conv;
 mod depthwise;
+mod direct_conv;
 pub mod efficientnet_lite;
 mod features;
 mod frozen_conv;
 pub mod imagenet;
+mod max_pool;
+mod phased;
 pub(crate) mod resize;
 pub mod resnet;
 mod select;

@@ -17,6 +17,7 @@ use candle_nn::VarBuilder;
 use super::conv::Activation;
 use super::frozen_conv::{ConvGeometry, FrozenConv2d};
 use super::imagenet::normalize_imagenet;
+use super::max_pool::max_pool2d;
 use super::{FeatureExtractor, FeatureMap, FeatureMaps};
 use crate::{Error, Result};
 
@@ -26,6 +27,8 @@ pub const RESNET_LAYERS: [&str; 4] = ["layer1", "layer2", "layer3", "layer4"];
 pub const RESNET_STRIDES: [usize; 4] = [4, 8, 16, 32];
 /// Channels of the stem (`conv1`) and base planes of the first stage.
 const STEM_CHANNELS: usize = 64;
+/// torchvision's max pool after the stem: kernel, stride, padding.
+const STEM_POOL: (usize, usize, usize) = (3, 2, 1);
 /// Output channels of a bottleneck block relative to its planes.
 const BOTTLENECK_EXPANSION: usize = 4;
 /// torchvision's default bottleneck width per group, the reference for `width_per_group`.
@@ -306,12 +309,7 @@ impl FeatureExtractor for ResNet {
     fn forward_features(&self, images: &Tensor) -> Result<FeatureMaps> {
         let x = normalize_imagenet(images, self.dtype)?;
         let x = self.stem.forward_fused(&x, None, Activation::Relu)?;
-        // torchvision's max pool pads with -inf; after ReLU every window holds a value >= 0,
-        // so zero padding gives the same maximum.
-        let mut x = x
-            .pad_with_zeros(2, 1, 1)?
-            .pad_with_zeros(3, 1, 1)?
-            .max_pool2d_with_stride(3, 2)?;
+        let mut x = max_pool2d(&x, STEM_POOL.0, STEM_POOL.1, STEM_POOL.2)?;
         let mut maps = Vec::with_capacity(self.selected.len());
         for (s, blocks) in self.stages.iter().enumerate() {
             for block in blocks {

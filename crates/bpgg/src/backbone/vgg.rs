@@ -26,8 +26,10 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
+use super::conv::Activation;
 use super::frozen_conv::{ConvGeometry, FrozenConv2d};
 use super::imagenet::normalize_imagenet;
+use super::max_pool::max_pool2d;
 use super::{FeatureExtractor, FeatureMap, FeatureMaps};
 use crate::{Error, Result};
 
@@ -64,6 +66,8 @@ pub const VGG16_STAGE_ALIASES: [(&str, usize); 5] = [
 
 /// Name prefix of the convolutional part in torchvision's checkpoint.
 const FEATURES: &str = "features";
+/// Kernel and stride of torchvision VGG's max pools (no padding; odd sizes are floored).
+const POOL: usize = 2;
 
 /// One module of `features`.
 #[derive(Debug, Clone)]
@@ -212,13 +216,28 @@ impl FeatureExtractor for Vgg16 {
         let mut x = normalize_imagenet(images, self.dtype)?;
         let mut stride = 1;
         let mut maps = Vec::with_capacity(self.selected.len());
+        // A ReLU right after a convolution whose own output is not requested runs inside it.
+        let mut relu_done = false;
         for (index, module) in self.modules.iter().enumerate() {
             x = match module {
-                VggModule::Conv(conv) => conv.forward(&x)?,
+                VggModule::Conv(conv) => {
+                    let next_is_relu = matches!(self.modules.get(index + 1), Some(VggModule::Relu));
+                    relu_done = next_is_relu && !self.selected.contains(&index);
+                    let activation = if relu_done {
+                        Activation::Relu
+                    } else {
+                        Activation::Identity
+                    };
+                    conv.forward_fused(&x, None, activation)?
+                }
+                VggModule::Relu if relu_done => {
+                    relu_done = false;
+                    x
+                }
                 VggModule::Relu => x.relu()?,
                 VggModule::MaxPool => {
                     stride *= 2;
-                    x.max_pool2d_with_stride(2, 2)?
+                    max_pool2d(&x, POOL, POOL, 0)?
                 }
             };
             if self.selected.contains(&index) {

@@ -129,7 +129,7 @@ impl Default for ModelConfig {
 impl ModelConfig {
     /// Checks every field once, at the boundary.
     pub fn validate(&self) -> Result<()> {
-        if !(32..=4096).contains(&self.image_size) || self.image_size % 16 != 0 {
+        if !(32..=4096).contains(&self.image_size) || !self.image_size.is_multiple_of(16) {
             return Err(Error::InvalidConfig(format!(
                 "image size must be a multiple of 16 in 32..=4096, got {}",
                 self.image_size

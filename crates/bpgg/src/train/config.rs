@@ -84,7 +84,7 @@ impl TrainConfig {
     /// Checks every field once.
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(Error::InvalidConfig(m));
-        if !(32..=4096).contains(&self.image_size) || self.image_size % 16 != 0 {
+        if !(32..=4096).contains(&self.image_size) || !self.image_size.is_multiple_of(16) {
             return fail(format!(
                 "image size must be a multiple of 16 in 32..=4096, got {}",
                 self.image_size

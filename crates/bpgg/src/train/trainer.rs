@@ -109,6 +109,8 @@ pub fn train(
                     ),
                 ));
             }
+            // A run killed while writing leaves hidden temp files; they are garbage now.
+            crate::io::remove_stale_temp_files(out_dir)?;
             Some(ckpt)
         }
         (true, false) => {

@@ -534,6 +534,7 @@ fn knn_model() -> Result<FittedModel> {
         reverse_supports: None,
         threshold: 0.5,
         threshold_rule: ThresholdRule::User,
+        head: None,
     })
 }
 

@@ -265,3 +265,67 @@ fn several_categories_combine_into_one_base_set() -> Result<()> {
     assert_eq!(normal_type, "good");
     Ok(())
 }
+
+#[test]
+fn broken_checkpoints_are_named_errors() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let category = dataset(dir.path())?;
+    let mut cfg = config(&category);
+    cfg.episodes = 2;
+    cfg.checkpoint_every = 2;
+    cfg.val_every = 2;
+    let out = dir.path().join("run");
+    train(
+        &cfg,
+        &out,
+        false,
+        ImageLimits::default(),
+        &Device::Cpu,
+        |_| ControlFlow::Continue(()),
+    )?;
+    let good = std::fs::read(out.join(LAST_CHECKPOINT))?;
+    let load = |name: &str, bytes: &[u8]| -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let err = load_checkpoint(&path, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(name), "{err}");
+        err
+    };
+    for cut in [0, 7, good.len() / 2, good.len() - 1] {
+        let err = load("cut.safetensors", &good[..cut]);
+        assert!(
+            err.contains("not a bpgg training checkpoint"),
+            "cut at {cut}: {err}"
+        );
+    }
+    let patch = |from: &[u8], to: &[u8]| -> Vec<u8> {
+        let at = good.windows(from.len()).position(|w| w == from).unwrap();
+        let mut b = good.clone();
+        b[at..at + to.len()].copy_from_slice(to);
+        b
+    };
+    let err = load(
+        "v7.safetensors",
+        &patch(b"\"bpgg_version\":\"1\"", b"\"bpgg_version\":\"7\""),
+    );
+    assert!(err.contains("checkpoint version 7"), "{err}");
+    let err = load(
+        "fmt.safetensors",
+        &patch(b"bpgg-checkpoint", b"bpgg-checkpoinX"),
+    );
+    assert!(
+        err.contains("not a bpgg training checkpoint (no header)"),
+        "{err}"
+    );
+    let err = load(
+        "width.safetensors",
+        &patch(b"\\\"head_hidden\\\":32", b"\\\"head_hidden\\\":31"),
+    );
+    assert!(
+        err.contains("head width 32 differs from the configured 31"),
+        "{err}"
+    );
+    Ok(())
+}
