@@ -181,7 +181,14 @@ pub fn build_prototypes(
             normal = Some(p.affine(share_background, 0.0)?);
         }
         if let Some(n) = normal_feats {
-            let p = n.mean((0, 2, 3))?.affine(share_normal, 0.0)?;
+            // The mean over images and pixels, reducing the contiguous pixel axis first.
+            let (nn, nc, nh, nw) = n.dims4()?;
+            let p = n
+                .contiguous()?
+                .reshape((nn, nc, nh * nw))?
+                .sum(2)?
+                .sum(0)?
+                .affine(share_normal / (nn * nh * nw) as f64, 0.0)?;
             normal = Some(match normal {
                 Some(q) => (q + p)?,
                 None => p,

@@ -96,7 +96,15 @@ pub fn masked_average_pool_with(
             (resize_bilinear(features, mh, mw)?, masks)
         }
     };
-    let num = f.broadcast_mul(&m)?.sum((0, 2, 3))?;
+    // Σ_x f(x)·m(x) per image as one matmul `(b, c, hw) × (b, hw, 1)`: no `f·m` product is
+    // materialised and the gradient is a matmul too.
+    let (b, c, fh, fw) = f.dims4()?;
+    let num = f
+        .contiguous()?
+        .reshape((b, c, fh * fw))?
+        .matmul(&m.contiguous()?.reshape((b, fh * fw, 1))?)?
+        .sum(0)?
+        .reshape(c)?;
     let den = (m.sum_all()? + MASK_EPS)?;
     Ok(num.broadcast_div(&den)?)
 }

@@ -10,7 +10,9 @@
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
 use crate::backbone::l2_normalize;
+use crate::backbone::NORM_EPS;
 use crate::rng::SplitMix64;
 use crate::{Error, Result};
 
@@ -147,15 +149,27 @@ impl ProjectionHead {
                  with another backbone or other layers?)"
             )));
         }
-        let x = features.reshape((b, c, h * w))?;
-        let hidden = self
-            .w1
-            .broadcast_matmul(&x)?
-            .broadcast_add(&self.b1)?
+        // Biases ride in the matmuls (a row of ones appended to the input) and the norm is a
+        // matmul with a row of ones: no reduction over a strided axis, forward or backward,
+        // which is where candle's CPU autograd spends its time otherwise.
+        let x = features.contiguous()?.reshape((b, c, h * w))?;
+        let ones = Tensor::ones((b, 1, h * w), x.dtype(), x.device())?;
+        let w1 = Tensor::cat(&[&self.w1, &self.b1], 1)?;
+        let hidden = w1
+            .broadcast_matmul(&Tensor::cat(&[&x, &ones], 1)?)?
             .relu()?;
-        let delta = self.w2.broadcast_matmul(&hidden)?.broadcast_add(&self.b2)?;
-        let y = (x + delta)?.reshape((b, c, h, w))?;
-        l2_normalize(&y, 1)
+        let w2 = Tensor::cat(&[&self.w2, &self.b2], 1)?;
+        let delta = w2.broadcast_matmul(&Tensor::cat(&[&hidden, &ones], 1)?)?;
+        let y = (x + delta)?;
+        let sum_row = Tensor::ones((1, c), y.dtype(), y.device())?;
+        let norm = sum_row
+            .broadcast_matmul(&y.sqr()?)?
+            .sqrt()?
+            .maximum(NORM_EPS)?;
+        // 1/‖y‖ spread over the channels by a matmul with a column of ones (its gradient is a
+        // matmul too).
+        let spread = sum_row.t()?.broadcast_matmul(&norm.recip()?)?;
+        Ok((y * spread)?.reshape((b, c, h, w))?)
     }
 }
 

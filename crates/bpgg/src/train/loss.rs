@@ -11,7 +11,9 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::head::ProjectionHead;
-use crate::guidance::{class_logits, query_prototypes};
+#[cfg(doc)]
+use crate::guidance::class_logits;
+use crate::guidance::query_prototypes;
 use crate::prototype::{build_prototypes, PrototypeBank, PrototypeConfig, MASK_EPS};
 use crate::Result;
 
@@ -75,9 +77,27 @@ pub fn binary_cross_entropy(z: &Tensor, t: &Tensor, class_balance: bool) -> Resu
     }
 }
 
-fn margin(feats: &Tensor, bank: &PrototypeBank, tau: f32) -> Result<Tensor> {
-    let logits = class_logits(feats, bank, tau)?;
-    Ok((logits.narrow(1, 1, 1)? - logits.narrow(1, 0, 1)?)?)
+/// The defect-minus-normal logit margins `τ·(cos(f, p̂_d) − cos(f, p̂_n))` of unit-length
+/// features against several one-prototype banks at once.
+///
+/// The head's output is unit-length, so each cosine is a dot product and the two fold into one
+/// with the difference of the unit prototypes: one matmul gives what [`class_logits`] gives
+/// (with one prototype per class) without normalising the features again. The gradient reaching
+/// the head is the same, since the head's own normalisation already removes the radial part.
+///
+/// # Shapes
+/// - `feats`: `(b, c, h, w)`, unit-length along `c`; returns `(b, k, h, w)` for `k` banks.
+fn unit_margins(feats: &Tensor, banks: &[PrototypeBank], tau: f32) -> Result<Tensor> {
+    let (b, c, h, w) = feats.dims4()?;
+    let directions = banks
+        .iter()
+        .map(|bank| Ok((&bank.defect - &bank.normal)?))
+        .collect::<Result<Vec<Tensor>>>()?;
+    let directions = (Tensor::cat(&directions, 0)? * tau as f64)?;
+    let k = directions.dim(0)?;
+    Ok(directions
+        .broadcast_matmul(&feats.reshape((b, c, h * w))?)?
+        .reshape((b, k, h, w))?)
 }
 
 /// The loss of one episode under `head`.
@@ -112,7 +132,7 @@ pub fn episode_loss(
         normal.as_ref(),
         &PrototypeConfig::default(),
     )?;
-    let z = margin(&query, &bank, config.tau)?;
+    let z = unit_margins(&query, std::slice::from_ref(&bank), config.tau)?;
     let query_loss = binary_cross_entropy(&z, &episode.query_masks, config.class_balance)?;
 
     // Reverse branch: each defect query's soft prediction becomes prototypes that must
@@ -136,19 +156,25 @@ pub fn episode_loss(
             None => (support.clone(), episode.defect_masks.clone()),
         };
         let prob = ((z.neg()?.exp()? + 1.0)?.recip())?;
-        let mut terms = Vec::new();
+        let mut banks = Vec::new();
         for i in 0..episode.defect_queries {
             let qi = query.narrow(0, i, 1)?;
             let pi = prob.narrow(0, i, 1)?;
-            let Some(qbank) = query_prototypes(&qi, &pi)? else {
-                continue;
-            };
-            let zs = margin(&targets_feats, &qbank, config.tau)?;
-            terms.push(binary_cross_entropy(
-                &zs,
-                &targets_masks,
-                config.class_balance,
-            )?);
+            if let Some(qbank) = query_prototypes(&qi, &pi)? {
+                banks.push(qbank);
+            }
+        }
+        let mut terms = Vec::with_capacity(banks.len());
+        if !banks.is_empty() {
+            // Every query's prototypes segment the supports in one matmul.
+            let zs = unit_margins(&targets_feats, &banks, config.tau)?;
+            for i in 0..banks.len() {
+                terms.push(binary_cross_entropy(
+                    &zs.narrow(1, i, 1)?,
+                    &targets_masks,
+                    config.class_balance,
+                )?);
+            }
         }
         if !terms.is_empty() {
             let count = terms.len() as f64;
@@ -171,6 +197,27 @@ mod tests {
     use super::*;
     use crate::backbone::l2_normalize;
     use crate::train::head::HeadConfig;
+
+    #[test]
+    fn unit_margins_equal_the_class_logit_margin() {
+        let dev = Device::Cpu;
+        let f = l2_normalize(&Tensor::randn(0f32, 1.0, (2, 5, 3, 4), &dev).unwrap(), 1).unwrap();
+        let bank = |seed: f32| {
+            let d = Tensor::randn(seed, 1.0, (1, 5), &dev).unwrap();
+            let n = Tensor::randn(-seed, 1.0, (1, 5), &dev).unwrap();
+            PrototypeBank::new(d, n).unwrap()
+        };
+        let banks = [bank(0.5), bank(-1.0)];
+        let z = unit_margins(&f, &banks, 20.0).unwrap();
+        assert_eq!(z.dims(), [2, 2, 3, 4]);
+        for (i, b) in banks.iter().enumerate() {
+            let l = crate::guidance::class_logits(&f, b, 20.0).unwrap();
+            let expect = (l.narrow(1, 1, 1).unwrap() - l.narrow(1, 0, 1).unwrap()).unwrap();
+            let got = z.narrow(1, i, 1).unwrap();
+            let diff = (got - expect).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+        }
+    }
 
     #[test]
     fn cross_entropy_matches_the_formula() {
