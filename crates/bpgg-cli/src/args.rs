@@ -173,6 +173,10 @@ pub struct EvalArgs {
     /// and the worst queries of seed 0.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Stop at the first unreadable image instead of leaving it out (unreadable images are
+    /// reported, and the exit status is 1).
+    #[arg(long)]
+    pub fail_fast: bool,
     #[command(flatten)]
     pub limits: ImageLimitArgs,
     #[command(flatten)]

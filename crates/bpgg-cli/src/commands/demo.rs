@@ -76,6 +76,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         types: Vec::new(),
         fpr_limit: bpgg_metrics::DEFAULT_FPR_LIMIT,
         limits: ImageLimits::default(),
+        fail_fast: true,
     };
     let device = Device::Cpu;
     let encoder = Encoder::new(&config.model.backbone, config.model.image_size, &device)?;
@@ -84,7 +85,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let report = evaluate_category(&category, &encoder, &config, |e| match e {
         EvalEvent::Start { total } => bar.set_length(total as u64),
         EvalEvent::Episode(_) => bar.inc(1),
-        EvalEvent::Scored(_) => {}
+        EvalEvent::Scored(_) | EvalEvent::Skipped(_) => {}
     })?;
     bar.finish_and_clear();
     println!("4/4 evaluated 1- and 5-shot episodes over 3 seeds (supports never scored):");

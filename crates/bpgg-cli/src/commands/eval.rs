@@ -23,6 +23,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         types: args.types.clone(),
         fpr_limit: args.fpr_limit,
         limits: args.limits.to_limits(),
+        fail_fast: args.fail_fast,
     };
     let category = MvtecCategory::open(&args.data.join(&args.category))?;
     info!(
@@ -64,6 +65,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut episode_start = std::time::Instant::now();
     let report = evaluate_category(&category, &encoder, &config, |event| match event {
         EvalEvent::Start { total } => bar.set_length(total as u64),
+        EvalEvent::Skipped(skip) => bar.suspend(|| eprintln!("error: {} (skipped)", skip.error)),
         EvalEvent::Scored(maps) => {
             if let (Some(w), None) = (writer.as_mut(), &report_error) {
                 if let Err(e) = w.add_episode(&maps) {
@@ -119,6 +121,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 "ms_per_query": report.ms_per_query.get(k),
             }))).collect::<serde_json::Map<_, _>>(),
             "episodes": report.episodes,
+            "skipped": report.skipped,
         });
         write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     }
@@ -139,6 +142,13 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             .finish(&run, Some(&report))
             .context("writing the report")?;
         println!("report: {}", page.display());
+    }
+    if !report.skipped.is_empty() {
+        eprintln!(
+            "error: {} image(s) could not be read and were left out of every episode",
+            report.skipped.len()
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -487,3 +487,60 @@ fn fail_fast_and_missing_files_are_one_line_without_repeated_causes() {
         )
     );
 }
+
+#[test]
+fn eval_leaves_a_broken_image_out_names_it_and_fails_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cat = small_dataset(&data);
+    // A query that cannot be decoded (cut in the middle) and a normal image that is empty.
+    let cut = cat.join("test/blob/001.png");
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(cat.join("test/good/000.png"), b"").unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "-q",
+            "eval",
+            "--data",
+            s(&data),
+            "--category",
+            "tile",
+            "--types",
+            "blob",
+            "--shots",
+            "1",
+            "--normal-shots",
+            "2",
+            "--seeds",
+            "2",
+            "--size",
+            "64",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        bpgg(&a)
+    };
+    let out = run(args(&[]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("001.png") && err.contains("(skipped)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("000.png: file is empty (0 bytes) (skipped)"),
+        "{err}"
+    );
+    assert!(err.contains("2 image(s) could not be read"), "{err}");
+    // The other images were evaluated: the table is there.
+    assert!(stdout(&out).contains("| blob |"), "{}", stdout(&out));
+
+    let out = run(args(&["--fail-fast"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stdout(&out).contains("| blob |"));
+    assert!(stderr(&out).contains(".png"), "{}", stderr(&out));
+}

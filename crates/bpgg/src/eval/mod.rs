@@ -5,6 +5,6 @@ mod protocol;
 mod stats;
 
 pub use protocol::{
-    evaluate_category, EpisodeMaps, EpisodeResult, EvalConfig, EvalEvent, EvalReport,
+    evaluate_category, EpisodeMaps, EpisodeResult, EvalConfig, EvalEvent, EvalReport, SkippedImage,
 };
 pub use stats::{MeanStd, MetricStats};

@@ -37,6 +37,15 @@ pub struct EvalConfig {
     pub fpr_limit: f64,
     /// Decompression-bomb limit for every image read.
     pub limits: ImageLimits,
+    /// Stop at the first image that cannot be read instead of leaving it out.
+    pub fail_fast: bool,
+}
+
+/// An image left out of the evaluation because it (or its mask) could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedImage {
+    pub path: PathBuf,
+    pub error: String,
 }
 
 /// One episode's outcome.
@@ -61,6 +70,8 @@ pub struct EvalReport {
     pub overall: BTreeMap<usize, MetricStats>,
     /// `shots → mean ms per query image`.
     pub ms_per_query: BTreeMap<usize, f64>,
+    /// Images left out because they could not be read (never with `fail_fast`).
+    pub skipped: Vec<SkippedImage>,
 }
 
 /// Progress events for a caller's progress bar.
@@ -68,6 +79,8 @@ pub struct EvalReport {
 pub enum EvalEvent {
     /// `total` episodes will run.
     Start { total: usize },
+    /// An image (or its mask) could not be read; it is left out of every episode.
+    Skipped(SkippedImage),
     /// One episode finished.
     Episode(EpisodeResult),
     /// One episode's maps, just before its [`EvalEvent::Episode`]: what reports draw from.
@@ -130,6 +143,22 @@ impl Cache<'_> {
             .map(|s| self.features[&s.image].clone())
             .collect();
         Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Encodes already decoded images of `samples` (one batch) into the cache.
+    fn insert_encoded(&mut self, samples: &[&Sample], images: &[image::RgbImage]) -> Result<()> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let feats = self.encoder.encode(images)?;
+        self.encode_seconds += start.elapsed().as_secs_f64();
+        self.encoded += samples.len();
+        for (i, s) in samples.iter().enumerate() {
+            self.features
+                .insert(s.image.clone(), feats.narrow(0, i, 1)?);
+        }
+        Ok(())
     }
 
     /// The ground truth of a sample at `size x size`.
@@ -209,6 +238,49 @@ pub fn evaluate_category(
         encode_seconds: 0.0,
         encoded: 0,
     };
+    // Every image the episodes can draw is read and encoded once, up front: a broken one is
+    // left out of the category (and reported) before any episode is sampled, so one bad file
+    // never stops the run nor shifts what the other episodes see.
+    let mut pool: Vec<Sample> = category.train_good.clone();
+    pool.extend(category.test_good().iter().cloned());
+    for t in &types {
+        pool.extend(category.defects_of(t)?.iter().cloned());
+    }
+    let mut skipped = Vec::new();
+    for chunk in pool.chunks(QUERY_BATCH) {
+        let mut readable = Vec::with_capacity(chunk.len());
+        let mut images = Vec::with_capacity(chunk.len());
+        for s in chunk {
+            let read = load_rgb(&s.image, config.limits).and_then(|img| {
+                cache.mask(s, size)?;
+                Ok(img)
+            });
+            match read {
+                Ok(img) => {
+                    readable.push(s);
+                    images.push(img);
+                }
+                Err(e) if !config.fail_fast => {
+                    let skip = SkippedImage {
+                        path: s.image.clone(),
+                        error: e.to_string(),
+                    };
+                    on_event(EvalEvent::Skipped(skip.clone()));
+                    skipped.push(skip);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        cache.insert_encoded(&readable, &images)?;
+    }
+    let broken: std::collections::HashSet<&PathBuf> = skipped.iter().map(|s| &s.path).collect();
+    let mut usable = category.clone();
+    usable.train_good.retain(|s| !broken.contains(&s.image));
+    for samples in usable.test.values_mut() {
+        samples.retain(|s| !broken.contains(&s.image));
+    }
+    let category = &usable;
+
     on_event(EvalEvent::Start {
         total: config.shots.len() * types.len() * config.seeds.len(),
     });
@@ -288,7 +360,9 @@ pub fn evaluate_category(
             }
         }
     }
-    Ok(aggregate(&category.name, episodes, &types, &config.seeds))
+    let mut report = aggregate(&category.name, episodes, &types, &config.seeds);
+    report.skipped = skipped;
+    Ok(report)
 }
 
 fn aggregate(
@@ -341,6 +415,7 @@ fn aggregate(
         per_type,
         overall,
         ms_per_query,
+        skipped: Vec::new(),
     }
 }
 
