@@ -116,6 +116,23 @@ impl ProjectionHead {
         Ok(head)
     }
 
+    /// A head over training variables, in [`HEAD_TENSORS`] order (`w1, b1, w2, b2`).
+    pub fn from_vars(vars: &[candle_core::Var; 4]) -> Self {
+        let [w1, b1, w2, b2] = vars.each_ref().map(|v| v.as_tensor().clone());
+        Self { w1, b1, w2, b2 }
+    }
+
+    /// Training variables holding copies of the four tensors, in [`HEAD_TENSORS`] order.
+    pub fn to_vars(&self) -> Result<[candle_core::Var; 4]> {
+        let [w1, b1, w2, b2] = self.tensors();
+        Ok([
+            candle_core::Var::from_tensor(w1)?,
+            candle_core::Var::from_tensor(b1)?,
+            candle_core::Var::from_tensor(w2)?,
+            candle_core::Var::from_tensor(b2)?,
+        ])
+    }
+
     /// The widths.
     pub fn config(&self) -> HeadConfig {
         let (hidden, channels) = self.w1.dims2().unwrap_or((0, 0));

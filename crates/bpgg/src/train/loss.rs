@@ -192,7 +192,7 @@ pub fn episode_loss(
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Var};
+    use candle_core::Device;
 
     use super::*;
     use crate::backbone::l2_normalize;
@@ -268,11 +268,7 @@ mod tests {
             &dev,
         )
         .unwrap();
-        let vars: Vec<Var> = init
-            .tensors()
-            .iter()
-            .map(|t| Var::from_tensor(t).unwrap())
-            .collect();
+        let vars = init.to_vars().unwrap();
         let cfg = LossConfig {
             tau: 20.0,
             reverse_weight: 1.0,
@@ -284,17 +280,11 @@ mod tests {
             &vars,
         )
         .unwrap();
-        let head_of = |v: &[Var]| ProjectionHead {
-            w1: v[0].as_tensor().clone(),
-            b1: v[1].as_tensor().clone(),
-            w2: v[2].as_tensor().clone(),
-            b2: v[3].as_tensor().clone(),
-        };
-        let first = episode_loss(&head_of(&vars), &episode, &cfg).unwrap();
+        let first = episode_loss(&ProjectionHead::from_vars(&vars), &episode, &cfg).unwrap();
         assert!(first.reverse.is_some());
         let start = first.total.to_scalar::<f32>().unwrap();
         for _ in 0..30 {
-            let loss = episode_loss(&head_of(&vars), &episode, &cfg).unwrap();
+            let loss = episode_loss(&ProjectionHead::from_vars(&vars), &episode, &cfg).unwrap();
             let grads = loss.total.backward().unwrap();
             assert!(
                 grads.get(vars[2].as_tensor()).is_some(),
@@ -302,7 +292,7 @@ mod tests {
             );
             opt.step(&vars, &grads, 0.01).unwrap();
         }
-        let end = episode_loss(&head_of(&vars), &episode, &cfg)
+        let end = episode_loss(&ProjectionHead::from_vars(&vars), &episode, &cfg)
             .unwrap()
             .total
             .to_scalar::<f32>()

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Var};
+use candle_core::Device;
 
 use super::checkpoint::{load_checkpoint, save_checkpoint, HistoryEntry, TrainState};
 use super::config::TrainConfig;
@@ -167,23 +167,14 @@ pub fn train(
             ),
         ));
     }
-    let vars: Vec<Var> = head
-        .tensors()
-        .iter()
-        .map(|t| Var::from_tensor(t))
-        .collect::<candle_core::Result<_>>()?;
+    let vars = head.to_vars()?;
     let mut optimizer = Optimizer::new(config.optimizer, config.weight_decay, &vars)?;
     if let Some(c) = &resumed {
         optimizer.restore(&last_path, c.optimizer_steps, |n| {
             c.optimizer.get(n).cloned()
         })?;
     }
-    let current_head = || ProjectionHead {
-        w1: vars[0].as_tensor().clone(),
-        b1: vars[1].as_tensor().clone(),
-        w2: vars[2].as_tensor().clone(),
-        b2: vars[3].as_tensor().clone(),
-    };
+    let current_head = || ProjectionHead::from_vars(&vars);
     write_atomic(
         &out_dir.join(CONFIG_FILE),
         serde_json::to_string_pretty(config)

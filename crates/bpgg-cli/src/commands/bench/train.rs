@@ -7,7 +7,7 @@ use bpgg::backbone::l2_normalize;
 use bpgg::train::{
     episode_loss, EpisodeTensors, HeadConfig, LossConfig, Optimizer, OptimizerKind, ProjectionHead,
 };
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 
 use super::{json_f64, time_runs, BenchTrainArgs, Timing};
 
@@ -77,11 +77,7 @@ pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
         0,
         &dev,
     )?;
-    let vars: Vec<Var> = head
-        .tensors()
-        .iter()
-        .map(|t| Var::from_tensor(t))
-        .collect::<candle_core::Result<_>>()?;
+    let vars = head.to_vars()?;
     let mut optimizer = Optimizer::new(OptimizerKind::AdamW, 1e-4, &vars)?;
     let loss = LossConfig {
         tau: bpgg::guidance::DEFAULT_TAU,
@@ -89,12 +85,7 @@ pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
         class_balance: true,
     };
     let bpgg = time_runs(args.warmup, args.repeats, || {
-        let head = ProjectionHead {
-            w1: vars[0].as_tensor().clone(),
-            b1: vars[1].as_tensor().clone(),
-            w2: vars[2].as_tensor().clone(),
-            b2: vars[3].as_tensor().clone(),
-        };
+        let head = ProjectionHead::from_vars(&vars);
         let parts = episode_loss(&head, &episode, &loss)?;
         let grads = parts.total.backward()?;
         optimizer.step(&vars, &grads, 1e-3)?;
