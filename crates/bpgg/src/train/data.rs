@@ -271,16 +271,17 @@ pub struct EpisodeShape {
 impl TrainSet {
     /// Checks that every pool can fill an episode of `shape`.
     pub fn check(&self, shape: EpisodeShape) -> Result<()> {
-        for (pools, what) in [(&self.train, "base"), (&self.val, "validation")] {
+        // Validation episodes take fewer queries when a held-out pool is small (at least one).
+        let checks = [
+            (&self.train, "base", shape.queries),
+            (&self.val, "validation", 1),
+        ];
+        for (pools, what, min_queries) in checks {
             if pools.is_empty() {
                 return Err(Error::InvalidConfig(format!("no {what} defect type")));
             }
             for pool in pools.iter() {
-                // Validation episodes take fewer queries when a held-out pool is small.
-                let need = match what {
-                    "base" => shape.shots + shape.queries,
-                    _ => shape.shots + 1,
-                };
+                let need = shape.shots + min_queries;
                 if pool.images.len() < need {
                     return Err(Error::InvalidConfig(format!(
                         "{what} pool {} has {} images; an episode needs {need} ({} shots + \
@@ -288,7 +289,7 @@ impl TrainSet {
                         pool.name,
                         pool.images.len(),
                         shape.shots,
-                        need - shape.shots
+                        min_queries
                     )));
                 }
                 let n = self.normals[pool.normals].len();
