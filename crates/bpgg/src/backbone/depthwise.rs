@@ -242,6 +242,28 @@ mod tests {
 
     use super::*;
 
+    /// Candle's grouped convolution on the zero-padded input, plus bias: the reference.
+    fn grouped_reference(
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        stride: usize,
+        padding: Padding2d,
+    ) -> Result<Tensor> {
+        let channels = weight.dim(0)?;
+        let (top, bottom, left, right) = padding;
+        Ok(x.pad_with_zeros(2, top, bottom)?
+            .pad_with_zeros(3, left, right)?
+            .conv2d(weight, 0, stride, 1, channels)?
+            .broadcast_add(&bias.reshape((1, channels, 1, 1))?)?)
+    }
+
+    /// The largest absolute difference of two tensors of the same shape.
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        assert_eq!(a.dims(), b.dims());
+        Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+    }
+
     /// The direct kernel against candle's grouped convolution on a padded input.
     fn check(h: usize, w: usize, k: usize, stride: usize, padding: Padding2d) -> Result<()> {
         let dev = Device::Cpu;
@@ -250,19 +272,8 @@ mod tests {
         let weight = Tensor::randn(0f32, 1f32, (channels, 1, k, k), &dev)?;
         let bias = Tensor::randn(0f32, 1f32, channels, &dev)?;
         let fast = depthwise_conv2d(&x, &weight, &bias, stride, padding, Activation::Identity)?;
-        let (top, bottom, left, right) = padding;
-        let padded = x
-            .pad_with_zeros(2, top, bottom)?
-            .pad_with_zeros(3, left, right)?;
-        let slow = padded
-            .conv2d(&weight, 0, stride, 1, channels)?
-            .broadcast_add(&bias.reshape((1, channels, 1, 1))?)?;
-        assert_eq!(fast.dims(), slow.dims());
-        let diff = (fast - slow)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
+        let slow = grouped_reference(&x, &weight, &bias, stride, padding)?;
+        let diff = max_abs_diff(&fast, &slow)?;
         assert!(diff < 1e-5, "{h}x{w} k{k} s{stride} {padding:?}: {diff}");
         Ok(())
     }
@@ -277,19 +288,8 @@ mod tests {
             let weight = Tensor::randn(0f32, 1f32, (channels, 1, k, k), &dev)?;
             let bias = Tensor::randn(0f32, 1f32, channels, &dev)?;
             let fast = depthwise_conv2d(&x, &weight, &bias, stride, padding, Activation::Relu6)?;
-            let (top, bottom, left, right) = padding;
-            let slow = x
-                .pad_with_zeros(2, top, bottom)?
-                .pad_with_zeros(3, left, right)?
-                .conv2d(&weight, 0, stride, 1, channels)?
-                .broadcast_add(&bias.reshape((1, channels, 1, 1))?)?
-                .clamp(0f32, 6f32)?;
-            assert_eq!(fast.dims(), slow.dims());
-            let diff = (fast - slow)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let slow = grouped_reference(&x, &weight, &bias, stride, padding)?.clamp(0f32, 6f32)?;
+            let diff = max_abs_diff(&fast, &slow)?;
             assert!(diff < 1e-5, "k{k} s{stride}: {diff}");
         }
         Ok(())

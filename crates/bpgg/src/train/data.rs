@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::data::image_io::{image_dimensions, load_mask, load_rgb, ImageLimits};
+use crate::data::image_io::{load_mask, load_rgb, ImageLimits};
 use crate::data::mvtec::{MvtecCategory, Sample};
 use crate::data::transform::{mask_to_tensor, resize_mask};
 use crate::model::Encoder;
@@ -165,11 +165,14 @@ impl TrainSet {
                 .collect::<Result<Vec<_>>>()?;
             let feats = encoder.encode(&rgb)?;
             let (_, _, h, w) = feats.dims4()?;
-            for (i, s) in chunk.iter().enumerate() {
+            for (i, (s, image)) in chunk.iter().zip(&rgb).enumerate() {
                 let mask = match &s.mask {
                     Some(p) => {
-                        let (iw, ih) = image_dimensions(&s.image)?;
-                        let m = resize_mask(&load_mask(p, Some((iw, ih)), limits)?, size, size);
+                        let m = resize_mask(
+                            &load_mask(p, Some(image.dimensions()), limits)?,
+                            size,
+                            size,
+                        );
                         if m.defect_pixels() == 0 {
                             return Err(Error::invalid_data(
                                 p,

@@ -194,20 +194,21 @@ impl ProjectionHead {
 mod tests {
     use super::*;
 
+    /// A fresh head of 6 channels and width 5.
+    fn small_head(dev: &Device) -> ProjectionHead {
+        let config = HeadConfig {
+            channels: 6,
+            hidden: 5,
+        };
+        ProjectionHead::init(config, 7, dev).unwrap()
+    }
+
     #[test]
     fn a_fresh_head_is_the_identity_on_unit_features() {
         let dev = Device::Cpu;
         let x = Tensor::randn(0f32, 1.0, (2, 6, 3, 4), &dev).unwrap();
         let x = l2_normalize(&x, 1).unwrap();
-        let head = ProjectionHead::init(
-            HeadConfig {
-                channels: 6,
-                hidden: 5,
-            },
-            7,
-            &dev,
-        )
-        .unwrap();
+        let head = small_head(&dev);
         let y = head.forward(&x).unwrap();
         let diff = (y - &x).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
@@ -216,15 +217,7 @@ mod tests {
     #[test]
     fn a_head_refuses_features_of_another_width() {
         let dev = Device::Cpu;
-        let head = ProjectionHead::init(
-            HeadConfig {
-                channels: 6,
-                hidden: 5,
-            },
-            7,
-            &dev,
-        )
-        .unwrap();
+        let head = small_head(&dev);
         let x = Tensor::zeros((1, 4, 2, 2), DType::F32, &dev).unwrap();
         let err = head.forward(&x).unwrap_err().to_string();
         assert!(err.contains("expects 6 feature channels, got 4"), "{err}");
@@ -233,15 +226,7 @@ mod tests {
     #[test]
     fn named_tensors_with_a_wrong_shape_are_refused() {
         let dev = Device::Cpu;
-        let head = ProjectionHead::init(
-            HeadConfig {
-                channels: 6,
-                hidden: 5,
-            },
-            7,
-            &dev,
-        )
-        .unwrap();
+        let head = small_head(&dev);
         let named = head.named();
         let path = std::path::Path::new("h.safetensors");
         let get = |n: &str| {
