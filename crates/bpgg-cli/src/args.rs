@@ -2,7 +2,12 @@
 
 use std::path::PathBuf;
 
+use bpgg::data::{EpisodeConfig, SynthConfig};
+use bpgg::eval::EvalConfig;
+use bpgg::train::TrainConfig;
 use clap::{Args, Parser, Subcommand};
+
+use crate::model_args::BackboneArgs;
 
 /// Few-shot anomaly localization: show bpgg a few defective parts with their defects masked and
 /// a few good parts, and it tells, pixel by pixel, where new images are defective.
@@ -61,7 +66,7 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// FPR limit up to which the PRO curve is integrated (AUPRO is normalised by it).
-    #[arg(long, default_value_t = 0.3, value_name = "F")]
+    #[arg(long, default_value_t = bpgg_metrics::DEFAULT_FPR_LIMIT, value_name = "F")]
     pub fpr_limit: f64,
     /// Compare at N x N: ground-truth masks are resized (nearest) to N x N and maps must be N x N.
     /// Without it, every map must have the size of its image.
@@ -118,22 +123,22 @@ pub struct SynthArgs {
     /// Output root; the category folder is written under it.
     pub out: PathBuf,
     /// Category folder name.
-    #[arg(long, default_value = "synthetic_tile")]
+    #[arg(long, default_value_t = SynthConfig::default().category)]
     pub category: String,
     /// Image side in pixels.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = SynthConfig::default().size)]
     pub size: u32,
     /// Images in train/good.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = SynthConfig::default().train_good)]
     pub train_good: usize,
     /// Images in test/good.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = SynthConfig::default().test_good)]
     pub test_good: usize,
     /// Images per defect type (blob, crack, scratch, stain).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = SynthConfig::default().per_type)]
     pub per_type: usize,
     /// Seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = SynthConfig::default().seed)]
     pub seed: u64,
 }
 
@@ -150,21 +155,21 @@ pub struct EvalArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1,5",
+        default_values_t = EvalConfig::default().shots,
         value_name = "K1,K2"
     )]
     pub shots: Vec<usize>,
     /// Normal shots N (from train/good).
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = EvalConfig::default().normal_shots, value_name = "N")]
     pub normal_shots: usize,
-    /// Number of seeds (0..S), or a comma-separated list with --seed-list.
-    #[arg(long, default_value_t = 5, value_name = "S")]
+    /// Number of seeds: episodes are drawn with seeds 0..S.
+    #[arg(long, default_value_t = EvalConfig::default().seeds.len() as u64, value_name = "S")]
     pub seeds: u64,
     /// Defect types to evaluate, comma-separated (default: all).
     #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
     pub types: Vec<String>,
     /// FPR limit of AUPRO.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = EvalConfig::default().fpr_limit)]
     pub fpr_limit: f64,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
@@ -206,13 +211,13 @@ pub struct FitArgs {
     #[arg(long, value_name = "T", requires = "data")]
     pub defect_type: Option<String>,
     /// Defect shots with --data.
-    #[arg(long, default_value_t = 5, value_name = "K")]
+    #[arg(long, default_value_t = EpisodeConfig::default().defect_shots, value_name = "K")]
     pub shots: usize,
     /// Normal shots with --data.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = EpisodeConfig::default().normal_shots, value_name = "N")]
     pub normal_shots: usize,
     /// Episode seed with --data.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = EpisodeConfig::default().seed)]
     pub seed: u64,
     /// Where to write the model.
     #[arg(short, long, value_name = "FILE")]
@@ -291,22 +296,26 @@ pub struct TrainArgs {
     #[arg(long)]
     pub resume: bool,
     /// Training episodes (one optimiser step each).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = TrainConfig::default().episodes, value_name = "N")]
     pub episodes: usize,
     /// Defect supports per episode.
-    #[arg(long, default_value_t = 5, value_name = "K")]
+    #[arg(long, default_value_t = TrainConfig::default().episode.shots, value_name = "K")]
     pub shots: usize,
     /// Normal supports per episode (0: no normal insertion).
-    #[arg(long, default_value_t = 5, value_name = "M")]
+    #[arg(long, default_value_t = TrainConfig::default().episode.normal_shots, value_name = "M")]
     pub normal_shots: usize,
     /// Defect queries per episode.
-    #[arg(long, default_value_t = 2, value_name = "Q")]
+    #[arg(long, default_value_t = TrainConfig::default().episode.queries, value_name = "Q")]
     pub queries: usize,
     /// Normal queries per episode (all-normal targets).
-    #[arg(long, default_value_t = 1, value_name = "Q")]
+    #[arg(
+        long,
+        default_value_t = TrainConfig::default().episode.normal_queries,
+        value_name = "Q"
+    )]
     pub normal_queries: usize,
     /// Weight λ of the reverse (support-from-query) loss; 0 turns it off.
-    #[arg(long, default_value_t = 1.0, value_name = "λ")]
+    #[arg(long, default_value_t = TrainConfig::default().loss.reverse_weight, value_name = "λ")]
     pub reverse_weight: f32,
     /// Weight every pixel the same instead of balancing defect and normal pixels.
     #[arg(long)]
@@ -315,42 +324,35 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_augment: bool,
     /// adamw or sgd.
-    #[arg(long, default_value = "adamw", value_name = "NAME")]
-    pub optimizer: String,
+    #[arg(long, default_value_t = TrainConfig::default().optimizer, value_name = "NAME")]
+    pub optimizer: bpgg::train::OptimizerKind,
     /// Peak learning rate (linear warm-up over 5% of the episodes, then cosine decay).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
     pub lr: f64,
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     pub weight_decay: f64,
     /// Hidden width of the projection head.
-    #[arg(long, default_value_t = bpgg::train::DEFAULT_HEAD_HIDDEN, value_name = "D")]
+    #[arg(long, default_value_t = TrainConfig::default().head_hidden, value_name = "D")]
     pub head_width: usize,
     /// Write last.safetensors every N episodes.
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(long, default_value_t = TrainConfig::default().checkpoint_every, value_name = "N")]
     pub checkpoint_every: usize,
     /// Validate (and keep best.safetensors) every N episodes.
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(long, default_value_t = TrainConfig::default().val_every, value_name = "N")]
     pub val_every: usize,
     /// Validation episodes (the same ones each time).
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = TrainConfig::default().val_episodes, value_name = "N")]
     pub val_episodes: usize,
     /// Seed of the head, the holdout split and every episode.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
-    /// Feature extractor (frozen): efficientnet-lite0 (embedded), resnet18, wide-resnet50-2, vgg16.
-    #[arg(long, default_value = "efficientnet-lite0", value_name = "NAME")]
-    pub backbone: String,
-    /// Weight file for the backbone.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-    /// Feature layers, comma-separated (default: the stride-8 and stride-16 stages).
-    #[arg(long, value_delimiter = ',', value_name = "L1,L2")]
-    pub layers: Vec<String>,
+    #[command(flatten)]
+    pub backbone: BackboneArgs,
     /// Images are resized to SIZE x SIZE.
-    #[arg(long, default_value_t = bpgg::model::DEFAULT_IMAGE_SIZE, value_name = "SIZE")]
+    #[arg(long, default_value_t = TrainConfig::default().image_size, value_name = "SIZE")]
     pub size: u32,
     /// Temperature of the cosine similarities.
-    #[arg(long, default_value_t = bpgg::guidance::DEFAULT_TAU)]
+    #[arg(long, default_value_t = TrainConfig::default().loss.tau)]
     pub tau: f32,
     #[command(flatten)]
     pub limits: ImageLimitArgs,

@@ -1,18 +1,18 @@
-//! Arguments of the commands that build or run a model (`fit`, `predict`, `eval`, `demo`), and
-//! the one function that turns them into library configuration.
+//! Arguments of the commands that load a backbone or build a model, and the functions that turn
+//! them into library configuration. Every default is the library's: clap shows and uses the value
+//! of the library config's `Default`, so the CLI, the service and the Python package agree.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use bpgg::backbone::{BackboneConfig, BackboneKind};
 use bpgg::guidance::ReverseMode;
-use bpgg::model::{Encoder, ModelConfig, Scoring};
-use bpgg::train::load_head;
+use bpgg::model::{load_head, Encoder, ModelConfig, Scoring};
 use candle_core::Device;
 use clap::{Args, ValueEnum};
 
 /// How the model scores pixels.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScoringArg {
     /// hybrid with defect and normal images, bpgg with defect images only, knn with normal
     /// images only.
@@ -25,8 +25,30 @@ pub enum ScoringArg {
     Hybrid,
 }
 
+impl From<Scoring> for ScoringArg {
+    fn from(s: Scoring) -> Self {
+        match s {
+            Scoring::Auto => Self::Auto,
+            Scoring::Bpgg => Self::Bpgg,
+            Scoring::Knn => Self::Knn,
+            Scoring::Hybrid => Self::Hybrid,
+        }
+    }
+}
+
+impl From<ScoringArg> for Scoring {
+    fn from(s: ScoringArg) -> Self {
+        match s {
+            ScoringArg::Auto => Self::Auto,
+            ScoringArg::Bpgg => Self::Bpgg,
+            ScoringArg::Knn => Self::Knn,
+            ScoringArg::Hybrid => Self::Hybrid,
+        }
+    }
+}
+
 /// The reverse branch at inference.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReverseArg {
     Off,
     /// Mix each prototype with the query's own, weighted by how well the query prototypes
@@ -36,12 +58,32 @@ pub enum ReverseArg {
     Augment,
 }
 
-/// Model settings shared by `fit`, `eval` and `demo`.
+impl From<ReverseMode> for ReverseArg {
+    fn from(m: ReverseMode) -> Self {
+        match m {
+            ReverseMode::Off => Self::Off,
+            ReverseMode::Refine => Self::Refine,
+            ReverseMode::Augment => Self::Augment,
+        }
+    }
+}
+
+impl From<ReverseArg> for ReverseMode {
+    fn from(m: ReverseArg) -> Self {
+        match m {
+            ReverseArg::Off => Self::Off,
+            ReverseArg::Refine => Self::Refine,
+            ReverseArg::Augment => Self::Augment,
+        }
+    }
+}
+
+/// The frozen feature extractor: the same flags on every command that loads one.
 #[derive(Debug, Args, Clone)]
-pub struct ModelArgs {
+pub struct BackboneArgs {
     /// Feature extractor: efficientnet-lite0 (embedded), resnet18, wide-resnet50-2, vgg16.
-    #[arg(long, default_value = "efficientnet-lite0", value_name = "NAME")]
-    pub backbone: String,
+    #[arg(long, default_value_t = BackboneConfig::default().kind, value_name = "NAME")]
+    pub backbone: BackboneKind,
     /// Weight file for the backbone (.pth or .safetensors, torchvision key names); not needed
     /// for the embedded efficientnet-lite0.
     #[arg(long, value_name = "FILE")]
@@ -50,33 +92,59 @@ pub struct ModelArgs {
     /// default: the backbone's stride-8 and stride-16 stages.
     #[arg(long, value_delimiter = ',', value_name = "L1,L2")]
     pub layers: Vec<String>,
+}
+
+impl BackboneArgs {
+    /// The library's backbone configuration.
+    pub fn to_config(&self) -> BackboneConfig {
+        BackboneConfig {
+            kind: self.backbone,
+            weights: self.weights.clone(),
+            layers: self.layers.clone(),
+        }
+    }
+}
+
+/// Model settings shared by `fit` and `eval`.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    #[command(flatten)]
+    pub backbone: BackboneArgs,
     /// Images are resized to SIZE x SIZE (a multiple of 16).
-    #[arg(long, default_value_t = bpgg::model::DEFAULT_IMAGE_SIZE, value_name = "SIZE")]
+    #[arg(long, default_value_t = ModelConfig::default().image_size, value_name = "SIZE")]
     pub size: u32,
     /// How pixels are scored.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value_t = ModelConfig::default().scoring.into())]
     pub scoring: ScoringArg,
     /// Temperature of the cosine similarities.
-    #[arg(long, default_value_t = bpgg::guidance::DEFAULT_TAU)]
+    #[arg(long, default_value_t = ModelConfig::default().tau)]
     pub tau: f32,
     /// Prototypes per class (k-means over the masked features when > 1).
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    #[arg(
+        long,
+        default_value_t = ModelConfig::default().prototype.prototypes_per_class,
+        value_name = "K"
+    )]
     pub prototypes: usize,
     /// Share of the normal prototype given to the normal images (the rest comes from the
     /// defect-free pixels of the defect images).
-    #[arg(long, default_value_t = 0.5, value_name = "W")]
+    #[arg(
+        long,
+        default_value_t = ModelConfig::default().prototype.normal_source_weight,
+        value_name = "W"
+    )]
     pub normal_weight: f32,
     /// Reverse branch at inference.
-    #[arg(long, value_enum, default_value = "off")]
+    #[arg(long, value_enum, default_value_t = ModelConfig::default().reverse.mode.into())]
     pub reverse: ReverseArg,
     /// Gaussian smoothing of the anomaly map, in pixels.
-    #[arg(long, default_value_t = 4.0, value_name = "PX")]
+    #[arg(long, default_value_t = ModelConfig::default().map.sigma_px, value_name = "PX")]
     pub sigma: f32,
     /// Weight of the k-NN signal in `hybrid` scoring.
-    #[arg(long, default_value_t = 0.5, value_name = "W")]
+    #[arg(long, default_value_t = ModelConfig::default().hybrid.weight, value_name = "W")]
     pub hybrid_weight: f32,
     /// Seed for k-means and memory-bank subsampling.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ModelConfig::default().prototype.seed)]
     pub model_seed: u64,
     /// A projection head trained by `bpgg train` (its best.safetensors or last.safetensors):
     /// features pass through it before prototypes and the memory bank are built. A model fitted
@@ -92,7 +160,8 @@ impl ModelArgs {
             .checkpoint
             .as_deref()
             .map(|path| load_head(path, &config.backbone, config.image_size, device))
-            .transpose()?;
+            .transpose()
+            .context("set --backbone, --layers and --size to what the head was trained for")?;
         let encoder = Encoder::new(&config.backbone, config.image_size, device)
             .context("loading the backbone")?;
         Ok(encoder.with_head(head))
@@ -101,18 +170,9 @@ impl ModelArgs {
     /// The library configuration, validated.
     pub fn to_config(&self) -> anyhow::Result<ModelConfig> {
         let mut config = ModelConfig {
-            backbone: BackboneConfig {
-                kind: self.backbone.parse::<BackboneKind>()?,
-                weights: self.weights.clone(),
-                layers: self.layers.clone(),
-            },
+            backbone: self.backbone.to_config(),
             image_size: self.size,
-            scoring: match self.scoring {
-                ScoringArg::Auto => Scoring::Auto,
-                ScoringArg::Bpgg => Scoring::Bpgg,
-                ScoringArg::Knn => Scoring::Knn,
-                ScoringArg::Hybrid => Scoring::Hybrid,
-            },
+            scoring: self.scoring.into(),
             tau: self.tau,
             ..ModelConfig::default()
         };
@@ -120,15 +180,68 @@ impl ModelArgs {
         config.prototype.normal_source_weight = self.normal_weight;
         config.prototype.seed = self.model_seed;
         config.knn.seed = self.model_seed;
-        config.reverse.mode = match self.reverse {
-            ReverseArg::Off => ReverseMode::Off,
-            ReverseArg::Refine => ReverseMode::Refine,
-            ReverseArg::Augment => ReverseMode::Augment,
-        };
-        config.reverse.tau = self.tau;
+        config.reverse.mode = self.reverse.into();
         config.map.sigma_px = self.sigma;
         config.hybrid.weight = self.hybrid_weight;
         config.validate().context("model settings")?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Probe {
+        #[command(flatten)]
+        model: ModelArgs,
+    }
+
+    #[test]
+    fn no_flags_give_the_library_default() {
+        let probe = Probe::try_parse_from(["probe"]).unwrap();
+        assert_eq!(probe.model.to_config().unwrap(), ModelConfig::default());
+    }
+
+    #[test]
+    fn every_flag_reaches_the_config() {
+        let probe = Probe::try_parse_from([
+            "probe",
+            "--backbone",
+            "resnet18",
+            "--layers",
+            "layer2,layer3",
+            "--size",
+            "128",
+            "--scoring",
+            "knn",
+            "--tau",
+            "10",
+            "--prototypes",
+            "3",
+            "--normal-weight",
+            "0.25",
+            "--reverse",
+            "refine",
+            "--sigma",
+            "2",
+            "--hybrid-weight",
+            "0.75",
+            "--model-seed",
+            "9",
+        ])
+        .unwrap();
+        let c = probe.model.to_config().unwrap();
+        assert_eq!(c.backbone.kind, BackboneKind::Resnet18);
+        assert_eq!(c.backbone.layers, ["layer2", "layer3"]);
+        assert_eq!((c.image_size, c.scoring, c.tau), (128, Scoring::Knn, 10.0));
+        assert_eq!(c.prototype.prototypes_per_class, 3);
+        assert_eq!(c.prototype.normal_source_weight, 0.25);
+        assert_eq!(c.reverse.mode, ReverseMode::Refine);
+        assert_eq!((c.map.sigma_px, c.hybrid.weight), (2.0, 0.75));
+        assert_eq!((c.prototype.seed, c.knn.seed), (9, 9));
     }
 }

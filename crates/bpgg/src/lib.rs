@@ -58,6 +58,7 @@ pub mod eval;
 pub mod guidance;
 pub mod io;
 pub mod model;
+pub mod ops;
 pub mod prototype;
 pub mod report;
 pub mod rng;

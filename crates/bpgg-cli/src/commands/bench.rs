@@ -128,7 +128,7 @@ pub struct BenchTrainArgs {
     #[arg(long, default_value_t = 152)]
     pub channels: usize,
     /// Head width.
-    #[arg(long, default_value_t = bpgg::train::DEFAULT_HEAD_HIDDEN)]
+    #[arg(long, default_value_t = bpgg::model::DEFAULT_HEAD_HIDDEN)]
     pub hidden: usize,
     /// Feature grid side (32 for 256 px images at stride 8).
     #[arg(long, default_value_t = 32)]

@@ -1,20 +1,24 @@
-//! `bpgg demo`: synthetic data → fit → predict → eval with the embedded backbone.
+//! `bpgg demo`: synthetic data → fit → predict → eval with the embedded backbone, through the
+//! library (the same calls a program of yours would make).
 
 use std::process::ExitCode;
 
-use bpgg::data::{write_synthetic_dataset, ImageLimits, MvtecCategory, SynthConfig};
+use bpgg::data::image_io::load_rgb;
+use bpgg::data::{
+    sample_episode, write_synthetic_dataset, DefectSelection, EpisodeConfig, ImageLimits,
+    MvtecCategory, SynthConfig,
+};
 use bpgg::eval::{evaluate_category, EvalConfig, EvalEvent};
-use bpgg::model::{Encoder, ModelConfig};
+use bpgg::model::{fit, Encoder, ModelConfig, SupportSet};
 use candle_core::Device;
 
-use crate::args::{DemoArgs, FitArgs, ImageLimitArgs, PredictArgs};
-use crate::model_args::ModelArgs;
+use super::predict::{collect_jobs, write_outputs};
 use crate::progress;
 
 /// Side of the demo's synthetic images and of the model input.
 const DEMO_SIZE: u32 = 128;
 
-pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(args: crate::args::DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let out = &args.output;
     let data = out.join("data");
     let synth = SynthConfig {
@@ -24,65 +28,54 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let category_dir = write_synthetic_dataset(&data, &synth)?;
     println!("1/4 wrote a synthetic data set: {}", category_dir.display());
 
-    let model_args = ModelArgs {
-        size: DEMO_SIZE,
-        ..demo_model_args()
+    let limits = ImageLimits::default();
+    let config = ModelConfig {
+        image_size: DEMO_SIZE,
+        ..ModelConfig::default()
     };
+    let device = Device::Cpu;
+    let encoder = Encoder::new(&config.backbone, config.image_size, &device)?;
+    let category = MvtecCategory::open(&category_dir)?;
+    let episode = EpisodeConfig::default();
+    let supports = sample_episode(&category, &DefectSelection::AllTypes, &episode)?;
+    let set = SupportSet::load(&supports.defect_support, &supports.normal_support, limits)?;
+    let model = fit(&encoder, &set, &config)?;
     let model_path = out.join("model.bpgg");
-    super::fit::run(FitArgs {
-        defects: None,
-        masks: None,
-        normal: None,
-        data: Some(data.clone()),
-        category: Some(synth.category.clone()),
-        defect_type: None,
-        shots: 5,
-        normal_shots: 5,
-        seed: 0,
-        output: model_path.clone(),
-        model: model_args.clone(),
-        limits: ImageLimitArgs::default(),
-    })?;
+    model.save(&model_path)?;
     println!(
-        "2/4 fitted a model on 5 defect + 5 normal images: {}",
+        "2/4 fitted {} scoring on {} defect + {} normal images: {}",
+        model.config.scoring,
+        episode.defect_shots,
+        episode.normal_shots,
         model_path.display()
     );
 
     let predictions = out.join("predictions").join(&synth.category).join("test");
-    let code = super::predict::run(
-        PredictArgs {
-            model: model_path,
-            inputs: vec![category_dir.join("test")],
-            output: predictions.clone(),
-            threshold: None,
-            batch: 8,
-            resume: false,
-            fail_fast: false,
-            report: None,
-            limits: ImageLimitArgs::default(),
-        },
-        quiet,
-    )?;
+    let jobs = collect_jobs(&[category_dir.join("test")])?;
+    let bar = progress::bar(jobs.len() as u64, "predicting", quiet);
+    for job in &jobs {
+        let image = load_rgb(&job.image, limits)?;
+        let prediction = model
+            .predict_images(&encoder, std::slice::from_ref(&image), None)?
+            .remove(0);
+        write_outputs(&predictions, job, &image, &prediction)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
     println!(
         "3/4 predicted every test image: {} (open the *_overlay.png files)",
         predictions.display()
     );
 
-    let config = EvalConfig {
-        model: model_args.to_config()?,
+    let eval = EvalConfig {
+        model: config,
         shots: vec![1, 5],
-        normal_shots: 5,
         seeds: vec![0, 1, 2],
-        types: Vec::new(),
-        fpr_limit: bpgg_metrics::DEFAULT_FPR_LIMIT,
-        limits: ImageLimits::default(),
         fail_fast: true,
+        ..EvalConfig::default()
     };
-    let device = Device::Cpu;
-    let encoder = Encoder::new(&config.model.backbone, config.model.image_size, &device)?;
-    let category = MvtecCategory::open(&category_dir)?;
     let bar = progress::bar(0, "episodes", quiet);
-    let report = evaluate_category(&category, &encoder, &config, |e| match e {
+    let report = evaluate_category(&category, &encoder, &eval, |e| match e {
         EvalEvent::Start { total } => bar.set_length(total as u64),
         EvalEvent::Episode(_) => bar.inc(1),
         EvalEvent::Scored(_) | EvalEvent::Skipped(_) => {}
@@ -96,25 +89,5 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         data.display(),
         synth.category
     );
-    Ok(code)
-}
-
-/// The defaults of `bpgg fit`, as the demo uses them.
-fn demo_model_args() -> ModelArgs {
-    let d = ModelConfig::default();
-    ModelArgs {
-        backbone: d.backbone.kind.name().to_string(),
-        weights: None,
-        layers: Vec::new(),
-        size: d.image_size,
-        scoring: crate::model_args::ScoringArg::Auto,
-        tau: d.tau,
-        prototypes: d.prototype.prototypes_per_class,
-        normal_weight: d.prototype.normal_source_weight,
-        reverse: crate::model_args::ReverseArg::Off,
-        sigma: d.map.sigma_px,
-        hybrid_weight: d.hybrid.weight,
-        model_seed: 0,
-        checkpoint: None,
-    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bpgg::data::float_map::write_atomic;
 use bpgg::data::MvtecCategory;
 use bpgg::eval::{evaluate_category, EvalConfig, EvalEvent};
+use bpgg::io::write_atomic;
 use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
 use candle_core::Device;
 use tracing::{debug, info};

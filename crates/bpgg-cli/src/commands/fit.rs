@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use bpgg::data::image_io::{load_mask, load_rgb};
 use bpgg::data::{
     sample_episode, DefectSelection, EpisodeConfig, FolderDataset, MvtecCategory, Sample,
 };
@@ -15,19 +14,7 @@ use crate::args::FitArgs;
 pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     let config = args.model.to_config()?;
     let (defects, normals) = supports(&args)?;
-    let limits = args.limits.to_limits();
-    let mut set = SupportSet::default();
-    for s in &defects {
-        let image = load_rgb(&s.image, limits)?;
-        let mask_path = s.mask.as_ref().expect("defect samples have masks");
-        let mask = load_mask(mask_path, Some(image.dimensions()), limits)?;
-        set.defects
-            .push((mask_path.display().to_string(), image, mask));
-    }
-    for s in &normals {
-        set.normals
-            .push((s.image.display().to_string(), load_rgb(&s.image, limits)?));
-    }
+    let set = SupportSet::load(&defects, &normals, args.limits.to_limits())?;
     let device = Device::Cpu;
     let encoder = args.model.encoder(&config, &device)?;
     let model = fit(&encoder, &set, &config)?;

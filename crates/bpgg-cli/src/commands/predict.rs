@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use bpgg::data::float_map::{write_atomic, FloatMap};
 use bpgg::data::image_io::load_rgb;
 use bpgg::data::mvtec::is_image_path;
-use bpgg::data::transform::resize_image;
 use bpgg::data::ImageLimits;
-use bpgg::model::FittedModel;
-use bpgg::report::heatmap::{overlay, resize_map, threshold_map};
+use bpgg::io::write_atomic;
+use bpgg::model::{FittedModel, Prediction, PreparedImage};
+use bpgg::report::heatmap::overlay;
 use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
 use candle_core::Device;
 use image::RgbImage;
@@ -22,8 +21,8 @@ use crate::progress;
 use crate::results_log::{ResultsLog, MAP_KEY};
 
 /// One input image and where its outputs go (relative to the output folder, no extension).
-struct Job {
-    image: PathBuf,
+pub(crate) struct Job {
+    pub(crate) image: PathBuf,
     stem_out: PathBuf,
 }
 
@@ -66,7 +65,7 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let skipped = jobs.len() - todo.len();
     let bar = progress::bar(todo.len() as u64, "predicting", quiet);
     let mut failures = 0usize;
-    let size = model.config.image_size;
+    let model = &model;
     // Decoding (and resizing to the model's size) runs one batch ahead on its own thread while
     // this one scores and writes the current batch; batches arrive in order.
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -76,7 +75,7 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             for chunk in todo.chunks(args.batch) {
                 let decoded: Vec<_> = chunk
                     .iter()
-                    .map(|&job| (job, decode_for_model(job, size, limits)))
+                    .map(|&job| (job, decode_for_model(job, model, limits)))
                     .collect();
                 if sender.send(decoded).is_err() {
                     break; // the scoring loop stopped on an error
@@ -85,12 +84,12 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         });
         for decoded in batches {
             let mut images: Vec<(&Job, RgbImage)> = Vec::with_capacity(decoded.len());
-            let mut pixels: Vec<RgbImage> = Vec::with_capacity(decoded.len());
+            let mut prepared: Vec<PreparedImage> = Vec::with_capacity(decoded.len());
             for (job, result) in decoded {
                 match result {
-                    Ok((img, resized)) => {
+                    Ok((img, ready)) => {
                         images.push((job, img));
-                        pixels.push(resized);
+                        prepared.push(ready);
                     }
                     Err(e) if !args.fail_fast => {
                         bar.suspend(|| eprintln!("error: {e} (skipped)"));
@@ -100,19 +99,19 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 }
             }
             let start = std::time::Instant::now();
-            let maps = model.predict(&encoder, &pixels)?;
+            let predictions = model.predict_prepared(&encoder, &prepared, Some(threshold))?;
             debug!(
                 "batch of {} scored in {:.2} s",
-                pixels.len(),
+                prepared.len(),
                 start.elapsed().as_secs_f64()
             );
-            for ((job, img), map) in images.iter().zip(maps) {
+            for ((job, img), prediction) in images.iter().zip(predictions) {
                 if let Some(w) = writer.as_mut() {
                     let name = job.stem_out.display().to_string();
-                    w.add_prediction(&name, img, &map, threshold)
+                    w.add_prediction(&name, img, &prediction.map, threshold)
                         .context("writing the report")?;
                 }
-                let record = write_outputs(&args.output, job, img, &map, threshold)?;
+                let record = write_outputs(&args.output, job, img, &prediction)?;
                 jsonl.append(&record)?;
                 bar.inc(1);
             }
@@ -146,7 +145,7 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn collect_jobs(inputs: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
+pub(crate) fn collect_jobs(inputs: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
     let mut jobs = Vec::new();
     for input in inputs {
         if input.is_dir() {
@@ -192,16 +191,15 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The image at its own size (for the outputs) and resized to the model's `size` (what
-/// [`FittedModel::predict`] would resize it to; it then keeps it as is).
+/// The image at its own size (for the outputs) and made ready for the model.
 fn decode_for_model(
     job: &Job,
-    size: u32,
+    model: &FittedModel,
     limits: ImageLimits,
-) -> bpgg::Result<(RgbImage, RgbImage)> {
+) -> bpgg::Result<(RgbImage, PreparedImage)> {
     let image = load_rgb(&job.image, limits)?;
-    let resized = resize_image(&image, size, size);
-    Ok((image, resized))
+    let ready = model.prepare(&image);
+    Ok((image, ready))
 }
 
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
@@ -222,16 +220,19 @@ fn outputs_exist(out: &Path, job: &Job, recorded_maps: &HashSet<String>) -> bool
 
 /// Writes map, mask and overlay (each atomically, the map last) and returns the JSON result
 /// record (paths written lossily: a non-UTF-8 file name must not stop the batch).
-fn write_outputs(
+pub(crate) fn write_outputs(
     out: &Path,
     job: &Job,
     image: &RgbImage,
-    map: &FloatMap,
-    threshold: f32,
+    prediction: &Prediction,
 ) -> anyhow::Result<serde_json::Value> {
-    let (w, h) = image.dimensions();
-    let full = resize_map(map, w as usize, h as usize);
-    let mask = threshold_map(&full, threshold);
+    let Prediction {
+        map: full,
+        mask,
+        threshold,
+        ..
+    } = prediction;
+    let threshold = *threshold;
     let base = out.join(&job.stem_out);
     let png = |img: image::DynamicImage, path: PathBuf| -> anyhow::Result<()> {
         let mut buf = std::io::Cursor::new(Vec::new());
@@ -245,18 +246,18 @@ fn write_outputs(
         with_suffix(&base, "_mask.png"),
     )?;
     png(
-        image::DynamicImage::ImageRgb8(overlay(image, &full, threshold)),
+        image::DynamicImage::ImageRgb8(overlay(image, full, threshold)),
         with_suffix(&base, "_overlay.png"),
     )?;
     full.write_tiff(&with_suffix(&base, ".tiff"))?;
-    let score = full.data.iter().copied().fold(f32::MIN, f32::max);
     Ok(serde_json::json!({
         "image": job.image.to_string_lossy(),
         (MAP_KEY): with_suffix(&base, ".tiff").to_string_lossy(),
-        "image_score": score,
-        "defect_area_px": mask.defect_pixels(),
-        "defect_area_fraction": mask.coverage(),
+        "image_score": prediction.image_score,
+        "defect_area_px": prediction.defect_area_px(),
+        "defect_area_fraction": prediction.defect_area_fraction(),
         "threshold": threshold,
-        "defective": score >= threshold,
+        "defective": prediction.defective,
+        "regions": prediction.regions,
     }))
 }

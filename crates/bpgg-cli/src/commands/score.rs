@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
-use bpgg::data::float_map::{write_atomic, FloatMap};
+use bpgg::data::float_map::FloatMap;
 use bpgg::data::image_io::{image_dimensions, load_mask, Mask};
 use bpgg::data::transform::resize_mask;
 use bpgg::data::{ImageLimits, MvtecCategory, Sample};
-use bpgg::report::{summarize, ScoredImage};
+use bpgg::eval::{summarize, ScoredImage};
+use bpgg::io::write_atomic;
 
 use crate::args::ScoreArgs;
 use crate::progress;

@@ -4,10 +4,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bpgg::backbone::{BackboneConfig, BackboneKind};
-use bpgg::train::{
-    train, EpisodeShape, LossConfig, OptimizerKind, TrainConfig, TrainEvent, TrainSource,
-};
+use bpgg::train::{train, EpisodeShape, LossConfig, TrainConfig, TrainEvent, TrainSource};
 use candle_core::Device;
 use tracing::info;
 
@@ -37,11 +34,7 @@ fn config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     }
     let config = TrainConfig {
         sources,
-        backbone: BackboneConfig {
-            kind: args.backbone.parse::<BackboneKind>()?,
-            weights: args.weights.clone(),
-            layers: args.layers.clone(),
-        },
+        backbone: args.backbone.to_config(),
         image_size: args.size,
         head_hidden: args.head_width,
         episode: EpisodeShape {
@@ -55,7 +48,7 @@ fn config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
             reverse_weight: args.reverse_weight,
             class_balance: !args.no_class_balance,
         },
-        optimizer: args.optimizer.parse::<OptimizerKind>()?,
+        optimizer: args.optimizer,
         lr: args.lr,
         weight_decay: args.weight_decay,
         episodes: args.episodes,
@@ -160,4 +153,32 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     println!("best: {}", outcome.best.display());
     println!("last: {}", outcome.last.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    #[test]
+    fn no_optional_flags_give_the_library_default() {
+        let cli =
+            Cli::try_parse_from(["bpgg", "train", "--data", "d", "--category", "c", "-o", "o"])
+                .unwrap();
+        let Command::Train(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        let built = config(&args).unwrap();
+        let expected = TrainConfig {
+            sources: vec![TrainSource {
+                dir: PathBuf::from("d").join("c"),
+                base_types: Vec::new(),
+                val_types: Vec::new(),
+            }],
+            ..TrainConfig::default()
+        };
+        assert_eq!(built, expected);
+    }
 }

@@ -4,26 +4,12 @@
 
 use candle_core::{DType, Tensor};
 
-use super::resize::{resize_area, resize_bilinear};
 use super::FeatureMaps;
+use crate::ops::{l2_normalize, resize_area, resize_bilinear};
 use crate::{Error, Result};
 
 /// The stride of the combined embedding used by BPGG (input pixels per embedding pixel).
 pub const DEFAULT_EMBED_STRIDE: usize = 8;
-
-/// Lower bound on a vector norm before dividing by it (as PyTorch `F.normalize`), so an
-/// all-zero feature stays zero instead of becoming NaN.
-pub const NORM_EPS: f64 = 1e-12;
-
-/// Divides `x` by its L2 norm along `dim` (norm clamped below by [`NORM_EPS`]).
-///
-/// # Shapes
-/// - `x`: any shape; `dim` is the axis that holds the vector components (channels).
-/// - returns the shape of `x`.
-pub fn l2_normalize(x: &Tensor, dim: usize) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(dim)?.sqrt()?.maximum(NORM_EPS)?;
-    Ok(x.broadcast_div(&norm)?)
-}
 
 /// Resizes every map of `maps` to the grid of stride `target_stride`, concatenates them along
 /// channels (in the order of `maps`) and L2-normalises each pixel's vector.
@@ -136,12 +122,5 @@ mod tests {
     #[test]
     fn empty_maps_are_an_error() {
         assert!(embed(&FeatureMaps::default(), 8).is_err());
-    }
-
-    #[test]
-    fn zero_vector_stays_finite() {
-        let x = Tensor::zeros((1, 3, 2, 2), DType::F32, &Device::Cpu).unwrap();
-        let y = l2_normalize(&x, 1).unwrap();
-        assert_eq!(y.sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
     }
 }

@@ -89,6 +89,7 @@ impl FromStr for BackboneKind {
 
 /// Which backbone, which weights, which layers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BackboneConfig {
     pub kind: BackboneKind,
     /// A `.pth` (legacy or zip) or `.safetensors` file; `None` = the embedded weights

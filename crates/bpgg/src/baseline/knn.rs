@@ -7,14 +7,14 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::backbone::l2_normalize;
-use crate::prototype::pixel_rows;
+use crate::ops::l2_normalize;
+use crate::ops::pixel_rows;
 use crate::rng::SplitMix64;
 use crate::{Error, Result};
 
 /// Settings of the memory bank.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct KnnConfig {
     /// Keep at most this many bank features, drawn uniformly without replacement (seeded);
     /// `None` keeps all. Default `None`.

@@ -4,8 +4,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
-pub use crate::io::write_atomic;
-
+use crate::data::image_io::Mask;
+use crate::io::write_atomic;
 use crate::{Error, Result};
 
 /// A `width x height` map of `f32` scores, row-major.
@@ -54,18 +54,61 @@ impl FloatMap {
 
     /// Writes the map as a float32 TIFF, atomically (temp file in the same folder, then rename).
     pub fn write_tiff(&self, path: &Path) -> Result<()> {
+        let bytes = self
+            .to_tiff_bytes()
+            .map_err(|e| Error::invalid_data(path, format!("cannot encode TIFF: {e}")))?;
+        write_atomic(path, &bytes)
+    }
+
+    /// The map as a single-channel float32 TIFF file's bytes.
+    pub fn to_tiff_bytes(&self) -> std::result::Result<Vec<u8>, tiff::TiffError> {
         let mut buf = Cursor::new(Vec::new());
-        {
-            let mut enc = tiff::encoder::TiffEncoder::new(&mut buf)
-                .map_err(|e| Error::invalid_data(path, format!("cannot encode TIFF: {e}")))?;
-            enc.write_image::<tiff::encoder::colortype::Gray32Float>(
+        tiff::encoder::TiffEncoder::new(&mut buf)?
+            .write_image::<tiff::encoder::colortype::Gray32Float>(
                 self.width as u32,
                 self.height as u32,
                 &self.data,
-            )
-            .map_err(|e| Error::invalid_data(path, format!("cannot encode TIFF: {e}")))?;
+            )?;
+        Ok(buf.into_inner())
+    }
+
+    /// The map resized to `width x height` (bilinear, pixel centres aligned as in image
+    /// resizing); a clone when the size is already right.
+    pub fn resized(&self, width: usize, height: usize) -> FloatMap {
+        if (self.width, self.height) == (width, height) {
+            return self.clone();
         }
-        write_atomic(path, buf.get_ref())
+        let sx = self.width as f32 / width as f32;
+        let sy = self.height as f32 / height as f32;
+        let mut data = Vec::with_capacity(width * height);
+        for y in 0..height {
+            let fy = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (self.height - 1) as f32);
+            let (y0, ty) = (fy.floor() as usize, fy - fy.floor());
+            let y1 = (y0 + 1).min(self.height - 1);
+            for x in 0..width {
+                let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (self.width - 1) as f32);
+                let (x0, tx) = (fx.floor() as usize, fx - fx.floor());
+                let x1 = (x0 + 1).min(self.width - 1);
+                let at = |yy: usize, xx: usize| self.data[yy * self.width + xx];
+                let top = at(y0, x0) * (1.0 - tx) + at(y0, x1) * tx;
+                let bot = at(y1, x0) * (1.0 - tx) + at(y1, x1) * tx;
+                data.push(top * (1.0 - ty) + bot * ty);
+            }
+        }
+        FloatMap {
+            width,
+            height,
+            data,
+        }
+    }
+
+    /// The binary mask `map >= threshold`.
+    pub fn threshold(&self, threshold: f32) -> Mask {
+        Mask {
+            width: self.width as u32,
+            height: self.height as u32,
+            pixels: self.data.iter().map(|&v| v >= threshold).collect(),
+        }
     }
 
     /// Writes the map as `.npy` (`<f4`, shape `(h, w)`), atomically.

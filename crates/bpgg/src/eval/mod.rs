@@ -3,8 +3,10 @@
 
 mod protocol;
 mod stats;
+mod summary;
 
 pub use protocol::{
     evaluate_category, EpisodeMaps, EpisodeResult, EvalConfig, EvalEvent, EvalReport, SkippedImage,
 };
 pub use stats::{MeanStd, MetricStats};
+pub use summary::{summarize, MetricValues, ScoredImage, Summary};

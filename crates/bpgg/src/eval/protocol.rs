@@ -8,13 +8,13 @@ use candle_core::Tensor;
 use serde::Serialize;
 
 use super::stats::MetricStats;
+use super::summary::{summarize, MetricValues, ScoredImage};
 use crate::data::image_io::{load_mask, load_rgb, Mask};
 use crate::data::transform::{mask_to_tensor, resize_mask};
 use crate::data::{
     sample_episode, DefectSelection, EpisodeConfig, ImageLimits, MvtecCategory, Sample,
 };
 use crate::model::{fit_features, Encoder, ModelConfig};
-use crate::report::{summarize, MetricValues, ScoredImage};
 use crate::{Error, Result};
 
 /// Queries scored per call.
@@ -39,6 +39,23 @@ pub struct EvalConfig {
     pub limits: ImageLimits,
     /// Stop at the first image that cannot be read instead of leaving it out.
     pub fail_fast: bool,
+}
+
+impl Default for EvalConfig {
+    /// The default model; 1 and 5 defect shots with 5 normal shots; seeds 0-4; every type;
+    /// AUPRO to an FPR of [`bpgg_metrics::DEFAULT_FPR_LIMIT`]; unreadable images left out.
+    fn default() -> Self {
+        Self {
+            model: ModelConfig::default(),
+            shots: vec![1, 5],
+            normal_shots: 5,
+            seeds: (0..5).collect(),
+            types: Vec::new(),
+            fpr_limit: bpgg_metrics::DEFAULT_FPR_LIMIT,
+            limits: ImageLimits::default(),
+            fail_fast: false,
+        }
+    }
 }
 
 /// An image left out of the evaluation because it (or its mask) could not be read.

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::report::MetricValues;
+use super::summary::MetricValues;
 
 /// Mean and (population) standard deviation of one number over seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

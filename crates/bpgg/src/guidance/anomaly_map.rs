@@ -6,12 +6,12 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::backbone::resize::{apply_separable, ResampleMatrix};
+use crate::ops::resize::{apply_separable, ResampleMatrix};
 use crate::{Error, Result};
 
 /// How a probability map becomes an anomaly map.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AnomalyMapConfig {
     /// Standard deviation of the Gaussian smoothing in output pixels; `0` disables it.
     /// Default 4.0 (the value used by PatchCore-style pipelines and our DESIGN).
@@ -150,7 +150,7 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
-    use crate::backbone::resize_bilinear;
+    use crate::ops::resize_bilinear;
 
     fn values(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1::<f32>().unwrap()

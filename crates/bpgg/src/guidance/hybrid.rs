@@ -16,7 +16,7 @@ pub const MIN_KNN_SCALE: f32 = 1e-6;
 
 /// Settings of the hybrid score.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HybridConfig {
     /// Weight of the k-NN term, in `[0, 1]`; 0 is pure BPGG, 1 pure k-NN. Default 0.5.
     pub weight: f32,

@@ -18,8 +18,8 @@
 
 use candle_core::Tensor;
 
-use super::similarity::{defect_probability, validate_tau, DEFAULT_TAU};
-use crate::backbone::l2_normalize;
+use super::similarity::{defect_probability, validate_tau};
+use crate::ops::l2_normalize;
 use crate::prototype::{mask_to_grid, masked_average_pool, PrototypeBank, MASK_EPS};
 use crate::{Error, Result};
 
@@ -38,7 +38,7 @@ pub enum ReverseMode {
 
 /// Settings of the inference-time reverse branch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReverseConfig {
     /// Default [`ReverseMode::Off`].
     pub mode: ReverseMode,
@@ -47,8 +47,6 @@ pub struct ReverseConfig {
     pub alpha: f32,
     /// Smallest reconstruction quality for [`ReverseMode::Augment`], in `[0, 1]`. Default 0.5.
     pub min_quality: f32,
-    /// Cosine scale used to segment the supports. Default [`DEFAULT_TAU`].
-    pub tau: f32,
 }
 
 impl Default for ReverseConfig {
@@ -57,13 +55,12 @@ impl Default for ReverseConfig {
             mode: ReverseMode::Off,
             alpha: 0.5,
             min_quality: 0.5,
-            tau: DEFAULT_TAU,
         }
     }
 }
 
 impl ReverseConfig {
-    /// Checks `alpha`, `min_quality` in `[0, 1]` and τ > 0.
+    /// Checks `alpha` and `min_quality` are in `[0, 1]`.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [("alpha", self.alpha), ("min_quality", self.min_quality)] {
             if !(0.0..=1.0).contains(&v) {
@@ -72,7 +69,7 @@ impl ReverseConfig {
                 )));
             }
         }
-        validate_tau(self.tau)
+        Ok(())
     }
 }
 
@@ -164,7 +161,8 @@ fn soft_iou(pred: &Tensor, mask: &Tensor) -> Result<f32> {
 }
 
 /// The inference-time reverse branch for one query image (see the module docs for the
-/// formula). Loop over queries for a batch: each query refines the bank on its own.
+/// formula). Loop over queries for a batch: each query refines the bank on its own. `tau` is
+/// the model's cosine scale, used to segment the supports.
 ///
 /// # Shapes
 /// - `query_feats`: `(1, c, h, w)`; `query_prob`: `(1, 1, h', w')` (from the forward bank).
@@ -178,8 +176,10 @@ pub fn refine_prototypes(
     support_feats: &Tensor,
     support_masks: &Tensor,
     cfg: &ReverseConfig,
+    tau: f32,
 ) -> Result<ReverseOutcome> {
     cfg.validate()?;
+    validate_tau(tau)?;
     let unchanged = ReverseOutcome {
         bank: bank.clone(),
         reconstruction: None,
@@ -199,8 +199,7 @@ pub fn refine_prototypes(
     let Some(query_bank) = query_prototypes(query_feats, query_prob)? else {
         return Ok(unchanged);
     };
-    let reconstruction =
-        support_reconstruction(&query_bank, support_feats, support_masks, cfg.tau)?;
+    let reconstruction = support_reconstruction(&query_bank, support_feats, support_masks, tau)?;
     let quality = reconstruction.quality();
     let bank = match cfg.mode {
         ReverseMode::Refine => {
@@ -231,6 +230,7 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
+    use crate::guidance::DEFAULT_TAU;
 
     /// Features e0 on the left half, e1 on the right (plus a small e2 tilt), 4x8 grid; masks
     /// mark the left half at 16x32.
@@ -282,7 +282,7 @@ mod tests {
             mode: ReverseMode::Refine,
             ..Default::default()
         };
-        let out = refine_prototypes(&bank, &f, &prob, &f, &m, &cfg).unwrap();
+        let out = refine_prototypes(&bank, &f, &prob, &f, &m, &cfg, DEFAULT_TAU).unwrap();
         let rec = out.reconstruction.unwrap();
         assert!(rec.quality() > 0.999, "{rec:?}");
         assert!(max_diff(&out.bank.defect, &bank.defect) < 1e-4);
@@ -300,7 +300,7 @@ mod tests {
             mode: ReverseMode::Refine,
             ..Default::default()
         };
-        let out = refine_prototypes(&bank, &f, &prob, &f, &m, &cfg).unwrap();
+        let out = refine_prototypes(&bank, &f, &prob, &f, &m, &cfg, DEFAULT_TAU).unwrap();
         let d = out.bank.defect.to_vec2::<f32>().unwrap().remove(0);
         // q_d = normalize(1, 0, 0.5); mix 0.5·e0 + 0.5·q_d, normalised.
         let q = [1.0 / 1.25f32.sqrt(), 0.0, 0.5 / 1.25f32.sqrt()];
@@ -321,7 +321,7 @@ mod tests {
             mode: ReverseMode::Augment,
             ..Default::default()
         };
-        let out = refine_prototypes(&bank, &f, &prob, &f, &m, &cfg).unwrap();
+        let out = refine_prototypes(&bank, &f, &prob, &f, &m, &cfg, DEFAULT_TAU).unwrap();
         assert!(out.reconstruction.unwrap().quality() < 0.01);
         assert_eq!(out.bank.defect.dims2().unwrap(), (1, 3));
     }
@@ -331,7 +331,16 @@ mod tests {
         let (f, m) = scene(0.0);
         let bank = bank();
         let prob = defect_probability(&f, &bank, DEFAULT_TAU).unwrap();
-        let out = refine_prototypes(&bank, &f, &prob, &f, &m, &ReverseConfig::default()).unwrap();
+        let out = refine_prototypes(
+            &bank,
+            &f,
+            &prob,
+            &f,
+            &m,
+            &ReverseConfig::default(),
+            DEFAULT_TAU,
+        )
+        .unwrap();
         assert!(out.reconstruction.is_none());
         let f2 = Tensor::cat(&[&f, &f], 0).unwrap();
         let p2 = Tensor::cat(&[&prob, &prob], 0).unwrap();
@@ -340,7 +349,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            refine_prototypes(&bank, &f2, &p2, &f, &m, &cfg),
+            refine_prototypes(&bank, &f2, &p2, &f, &m, &cfg, DEFAULT_TAU),
             Err(Error::ShapeMismatch(_))
         ));
     }

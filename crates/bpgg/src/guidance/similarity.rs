@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::backbone::l2_normalize;
+use crate::ops::l2_normalize;
 use crate::prototype::PrototypeBank;
 use crate::{Error, Result};
 

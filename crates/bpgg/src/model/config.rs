@@ -86,11 +86,12 @@ impl FromStr for Scoring {
 
 /// The configuration of a fitted model; stored inside the model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// Feature extractor and layers.
     pub backbone: BackboneConfig,
-    /// Square side images are resized to (pixels).
+    /// Square side images are resized to (pixels). JSON key `size` (`image_size` is read too).
+    #[serde(rename = "size", alias = "image_size")]
     pub image_size: u32,
     /// Which signal scores the query pixels.
     pub scoring: Scoring,
@@ -137,9 +138,109 @@ impl ModelConfig {
         }
         crate::guidance::validate_tau(self.tau)?;
         self.prototype.validate()?;
+        self.reverse.validate()?;
         self.knn.validate()?;
         self.hybrid.validate()?;
         self.map.validate()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_json_takes_the_defaults() {
+        let c: ModelConfig =
+            serde_json::from_str(r#"{"scoring": "knn", "size": 128, "map": {"sigma_px": 2}}"#)
+                .unwrap();
+        let expected = ModelConfig {
+            scoring: Scoring::Knn,
+            image_size: 128,
+            map: AnomalyMapConfig {
+                sigma_px: 2.0,
+                ..AnomalyMapConfig::default()
+            },
+            ..ModelConfig::default()
+        };
+        assert_eq!(c, expected);
+        c.validate().unwrap();
+        assert_eq!(
+            serde_json::from_str::<ModelConfig>("{}").unwrap(),
+            ModelConfig::default()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_at_every_level() {
+        for json in [
+            r#"{"scorng": "knn"}"#,
+            r#"{"map": {"sigma": 2}}"#,
+            r#"{"backbone": {"kind": "resnet18", "weight": "x"}}"#,
+        ] {
+            let err = serde_json::from_str::<ModelConfig>(json).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_old_key_of_the_size_is_read() {
+        let c: ModelConfig = serde_json::from_str(r#"{"image_size": 64}"#).unwrap();
+        assert_eq!(c.image_size, 64);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["size"], 64);
+    }
+
+    #[test]
+    fn validate_checks_every_stage() {
+        let bad = [
+            ModelConfig {
+                image_size: 100,
+                ..ModelConfig::default()
+            },
+            ModelConfig {
+                tau: f32::NAN,
+                ..ModelConfig::default()
+            },
+            ModelConfig {
+                reverse: ReverseConfig {
+                    alpha: 2.0,
+                    ..ReverseConfig::default()
+                },
+                ..ModelConfig::default()
+            },
+            ModelConfig {
+                hybrid: HybridConfig {
+                    weight: -0.1,
+                    ..HybridConfig::default()
+                },
+                ..ModelConfig::default()
+            },
+            ModelConfig {
+                map: AnomalyMapConfig {
+                    sigma_px: f32::INFINITY,
+                    ..AnomalyMapConfig::default()
+                },
+                ..ModelConfig::default()
+            },
+            ModelConfig {
+                knn: KnnConfig {
+                    chunk_rows: 0,
+                    ..KnnConfig::default()
+                },
+                ..ModelConfig::default()
+            },
+            ModelConfig {
+                prototype: PrototypeConfig {
+                    prototypes_per_class: 0,
+                    ..PrototypeConfig::default()
+                },
+                ..ModelConfig::default()
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
     }
 }

@@ -4,11 +4,11 @@
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 
+use super::head::ProjectionHead;
 use crate::backbone::{
     embed, load_backbone, BackboneConfig, FeatureExtractor, DEFAULT_EMBED_STRIDE,
 };
 use crate::data::transform::{images_to_batch, resize_image};
-use crate::train::ProjectionHead;
 use crate::Result;
 
 /// Images encoded per backbone call.

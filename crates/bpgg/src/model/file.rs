@@ -9,10 +9,10 @@ use candle_core::{Device, Tensor};
 
 use super::config::ModelConfig;
 use super::fitted::{FittedModel, ThresholdRule};
+use super::head::ProjectionHead;
 use crate::backbone::weights::{safetensors_from_bytes_with_metadata, StateDict};
 use crate::baseline::MemoryBank;
 use crate::prototype::PrototypeBank;
-use crate::train::ProjectionHead;
 use crate::{Error, Result};
 
 /// The `bpgg_format` metadata value of a model file.
@@ -29,6 +29,17 @@ const SUPPORT_MASKS: &str = "support.masks";
 impl FittedModel {
     /// Writes the model to `path` (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
+        crate::io::write_atomic(path, &self.to_bytes_named(path)?)
+    }
+
+    /// The model file's bytes (what [`FittedModel::save`] writes and
+    /// [`FittedModel::from_bytes`] reads).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.to_bytes_named(Path::new("<model>"))
+    }
+
+    /// [`FittedModel::to_bytes`], naming `path` in errors.
+    fn to_bytes_named(&self, path: &Path) -> Result<Vec<u8>> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         if let Some(bank) = &self.prototypes {
             tensors.push((DEFECT.into(), bank.defect.clone()));
@@ -61,7 +72,7 @@ impl FittedModel {
         if let Some(s) = self.knn_scale {
             meta.insert("knn_scale".into(), s.to_string());
         }
-        StateDict::new(tensors)?.save_safetensors_with_metadata(path, meta)
+        StateDict::new(tensors)?.to_safetensors_bytes(path, meta)
     }
 
     /// Reads a model written by [`FittedModel::save`], checking format, version and shapes.
@@ -89,11 +100,14 @@ impl FittedModel {
                 "model file version {version}, this bpgg reads version {MODEL_VERSION}; refit it"
             )));
         }
-        let config: ModelConfig = serde_json::from_str(
+        let mut config: serde_json::Value = serde_json::from_str(
             meta.get("config")
                 .ok_or_else(|| bad("model file has no config".into()))?,
         )
         .map_err(|e| bad(format!("model config is invalid: {e}")))?;
+        upgrade_config(&mut config);
+        let config: ModelConfig = serde_json::from_value(config)
+            .map_err(|e| bad(format!("model config is invalid: {e}")))?;
         config
             .validate()
             .map_err(|e| bad(format!("model config is invalid: {e}")))?;
@@ -167,7 +181,7 @@ impl FittedModel {
             (None, None) => None,
             _ => return Err(bad("model has support features without masks".into())),
         };
-        let head = match sd.get(crate::train::HEAD_TENSORS[0]) {
+        let head = match sd.get(super::head::HEAD_TENSORS[0]) {
             Some(_) => Some(ProjectionHead::from_named(path, |n| {
                 sd.get(n).and_then(|t| t.to_device(device).ok())
             })?),
@@ -215,4 +229,12 @@ fn all_finite(tensor: &Tensor) -> Result<bool> {
     }
     let values = tensor.flatten_all()?.to_dtype(candle_core::DType::F32)?;
     Ok(values.to_vec1::<f32>()?.iter().all(|v| v.is_finite()))
+}
+
+/// Brings the configuration of an older model file of this version to today's shape: files
+/// written before the reverse branch used the model's τ carried a copy of it in `reverse.tau`.
+fn upgrade_config(config: &mut serde_json::Value) {
+    if let Some(reverse) = config.get_mut("reverse").and_then(|r| r.as_object_mut()) {
+        reverse.remove("tau");
+    }
 }

@@ -7,8 +7,9 @@ use super::config::ModelConfig;
 use super::encoder::Encoder;
 use super::fitted::{FittedModel, ThresholdRule};
 use crate::baseline::{leave_one_out_distances, MemoryBank};
-use crate::data::image_io::Mask;
+use crate::data::image_io::{load_mask, load_rgb, ImageLimits, Mask};
 use crate::data::transform::{mask_to_tensor, resize_mask};
+use crate::data::Sample;
 use crate::guidance::{knn_scale_from_normal, to_anomaly_map};
 use crate::prototype::build_prototypes;
 use crate::{Error, Result};
@@ -20,6 +21,31 @@ pub struct SupportSet {
     pub defects: Vec<(String, RgbImage, Mask)>,
     /// `(name, image)`.
     pub normals: Vec<(String, RgbImage)>,
+}
+
+impl SupportSet {
+    /// Reads the images (and the defect images' masks) of samples from a data set, checking
+    /// each mask against its image. Defect samples without a mask are refused.
+    pub fn load(defects: &[Sample], normals: &[Sample], limits: ImageLimits) -> Result<Self> {
+        let mut set = SupportSet::default();
+        for s in defects {
+            let image = load_rgb(&s.image, limits)?;
+            let mask_path = s.mask.as_ref().ok_or_else(|| {
+                Error::invalid_data(
+                    &s.image,
+                    "a defect support needs a mask, and none was found",
+                )
+            })?;
+            let mask = load_mask(mask_path, Some(image.dimensions()), limits)?;
+            set.defects
+                .push((mask_path.display().to_string(), image, mask));
+        }
+        for s in normals {
+            set.normals
+                .push((s.image.display().to_string(), load_rgb(&s.image, limits)?));
+        }
+        Ok(set)
+    }
 }
 
 /// Encodes the supports and builds the model.

@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{ModelConfig, Scoring};
 use super::encoder::Encoder;
+use super::head::ProjectionHead;
 use crate::baseline::MemoryBank;
 use crate::data::float_map::FloatMap;
 use crate::guidance::{
     defect_probability, hybrid_score, refine_prototypes, to_anomaly_map, ReverseMode,
 };
 use crate::prototype::PrototypeBank;
-use crate::train::ProjectionHead;
 use crate::{Error, Result};
 
 /// How the default threshold was chosen.
@@ -139,7 +139,7 @@ impl FittedModel {
         for i in 0..b {
             let q = feats.narrow(0, i, 1)?;
             let p = prob.narrow(0, i, 1)?;
-            let outcome = refine_prototypes(bank, &q, &p, sf, sm, &self.config.reverse)?;
+            let outcome = refine_prototypes(bank, &q, &p, sf, sm, &self.config.reverse, tau)?;
             refined.push(defect_probability(&q, &outcome.bank, tau)?);
         }
         Ok(Tensor::cat(&refined, 0)?)

@@ -6,9 +6,13 @@ mod encoder;
 mod file;
 mod fit;
 mod fitted;
+pub mod head;
+mod prediction;
 
 pub use config::{ModelConfig, Scoring, DEFAULT_IMAGE_SIZE};
 pub use encoder::Encoder;
 pub use file::{MODEL_FORMAT, MODEL_VERSION};
 pub use fit::{fit, fit_features, SupportSet};
 pub use fitted::{FittedModel, ThresholdRule};
+pub use head::{load_head, HeadConfig, ProjectionHead, DEFAULT_HEAD_HIDDEN, HEAD_TENSORS};
+pub use prediction::{image_score, Prediction, PreparedImage, Region};

@@ -3,10 +3,8 @@
 use candle_core::{DType, Tensor};
 
 use super::kmeans::{spherical_kmeans, KMeansConfig};
-use super::masked_pool::{
-    mask_to_grid, masked_average_pool_with, pixel_rows, MaskPooling, MASK_EPS,
-};
-use crate::backbone::l2_normalize;
+use super::masked_pool::{mask_to_grid, masked_average_pool_with, MaskPooling, MASK_EPS};
+use crate::ops::{l2_normalize, pixel_rows};
 use crate::{Error, Result};
 
 /// Mixes the seed per class so defect and normal k-means draw different streams.
@@ -14,7 +12,7 @@ const NORMAL_SEED_SALT: u64 = 0x6E6F_726D_616C; // "normal"
 
 /// How support features become prototypes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PrototypeConfig {
     /// Prototypes per class; `1` is the paper (one masked average), more runs weighted
     /// spherical k-means over the masked pixels (ours). Default 1.

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::backbone::l2_normalize;
+use crate::ops::l2_normalize;
 use crate::rng::SplitMix64;
 use crate::{Error, Result};
 

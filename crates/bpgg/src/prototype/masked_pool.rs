@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use crate::backbone::{resize_area, resize_bilinear};
+use crate::ops::{resize_area, resize_bilinear};
 use crate::{Error, Result};
 
 /// Added to the mask mass so an empty mask gives a zero prototype instead of NaN (PANet's value).
@@ -49,20 +49,6 @@ fn check_pair(op: &str, features: &Tensor, masks: &Tensor) -> Result<(usize, usi
 pub fn mask_to_grid(masks: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     let masks = masks.to_dtype(candle_core::DType::F32)?;
     resize_area(&masks, h, w)
-}
-
-/// The features as one row per pixel.
-///
-/// # Shapes
-/// - `features`: `(b, c, h, w)`.
-/// - returns `(b·h·w, c)`, rows in `(b, y, x)` order (the order of `mask.flatten_all()` for a
-///   `(b, 1, h, w)` mask).
-pub fn pixel_rows(features: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = features.dims4()?;
-    Ok(features
-        .permute((0, 2, 3, 1))?
-        .contiguous()?
-        .reshape((b * h * w, c))?)
 }
 
 /// Masked average pooling over all images of the batch together, with

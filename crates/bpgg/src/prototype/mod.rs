@@ -9,5 +9,5 @@ mod masked_pool;
 pub use bank::{build_prototypes, PrototypeBank, PrototypeConfig};
 pub use kmeans::{spherical_kmeans, KMeansConfig};
 pub use masked_pool::{
-    mask_to_grid, masked_average_pool, masked_average_pool_with, pixel_rows, MaskPooling, MASK_EPS,
+    mask_to_grid, masked_average_pool, masked_average_pool_with, MaskPooling, MASK_EPS,
 };

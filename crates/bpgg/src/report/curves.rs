@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use bpgg_metrics::MapRef;
 
-use super::ScoredImage;
+use crate::eval::ScoredImage;
 use crate::Result;
 
 /// Points kept per curve: enough for a smooth line at report size.

@@ -32,44 +32,6 @@ pub fn inferno(t: f32) -> [u8; 3] {
     [0, 1, 2].map(|c| (f32::from(a[c]) * (1.0 - f) + f32::from(b[c]) * f).round() as u8)
 }
 
-/// Resizes a map (bilinear, pixel centres aligned as in image resizing).
-pub fn resize_map(map: &FloatMap, width: usize, height: usize) -> FloatMap {
-    if (map.width, map.height) == (width, height) {
-        return map.clone();
-    }
-    let sx = map.width as f32 / width as f32;
-    let sy = map.height as f32 / height as f32;
-    let mut data = Vec::with_capacity(width * height);
-    for y in 0..height {
-        let fy = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (map.height - 1) as f32);
-        let (y0, ty) = (fy.floor() as usize, fy - fy.floor());
-        let y1 = (y0 + 1).min(map.height - 1);
-        for x in 0..width {
-            let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (map.width - 1) as f32);
-            let (x0, tx) = (fx.floor() as usize, fx - fx.floor());
-            let x1 = (x0 + 1).min(map.width - 1);
-            let at = |yy: usize, xx: usize| map.data[yy * map.width + xx];
-            let top = at(y0, x0) * (1.0 - tx) + at(y0, x1) * tx;
-            let bot = at(y1, x0) * (1.0 - tx) + at(y1, x1) * tx;
-            data.push(top * (1.0 - ty) + bot * ty);
-        }
-    }
-    FloatMap {
-        width,
-        height,
-        data,
-    }
-}
-
-/// The binary mask `map >= threshold`.
-pub fn threshold_map(map: &FloatMap, threshold: f32) -> Mask {
-    Mask {
-        width: map.width as u32,
-        height: map.height as u32,
-        pixels: map.data.iter().map(|&v| v >= threshold).collect(),
-    }
-}
-
 /// The image with the map blended in (colour scale: 0 → dark, `threshold` → mid, `2·threshold`
 /// and above → bright) and the predicted mask's outline in cyan. Map and image must have the
 /// same size.
@@ -79,7 +41,7 @@ pub fn overlay(image: &RgbImage, map: &FloatMap, threshold: f32) -> RgbImage {
     } else {
         1.0
     };
-    let mask = threshold_map(map, threshold);
+    let mask = map.threshold(threshold);
     let edge = outline(&mask);
     RgbImage::from_fn(image.width(), image.height(), |x, y| {
         let i = (y * image.width() + x) as usize;
@@ -119,7 +81,7 @@ mod tests {
             height: 2,
             data: vec![0.25; 4],
         };
-        let r = resize_map(&m, 5, 3);
+        let r = m.resized(5, 3);
         assert!(r.data.iter().all(|&v| (v - 0.25).abs() < 1e-6));
         let mut mask = Mask::empty(5, 5);
         for y in 1..4 {

@@ -15,11 +15,12 @@ use image::RgbImage;
 
 use super::curves::{curves_of, escape, svg_plot, CurveSet, Plot};
 use super::panel::{outlined, panel, GROUND_TRUTH_COLOUR};
-use crate::data::float_map::{write_atomic, FloatMap};
+use crate::data::float_map::FloatMap;
 use crate::data::image_io::{load_mask, load_rgb, Mask};
 use crate::data::transform::{resize_image, resize_mask};
 use crate::data::{ImageLimits, Sample, GOOD};
 use crate::eval::{EpisodeMaps, EvalReport, MeanStd, MetricStats};
+use crate::io::write_atomic;
 use crate::{Error, Result};
 
 /// Folder (inside the report folder) of the PNGs.

@@ -9,7 +9,7 @@
 
 use image::{Rgb, RgbImage};
 
-use super::heatmap::{inferno, outline, resize_map, threshold_map};
+use super::heatmap::{inferno, outline};
 use crate::data::float_map::FloatMap;
 use crate::data::image_io::Mask;
 use crate::data::transform::resize_mask;
@@ -35,7 +35,7 @@ pub fn panel(
     ground_truth: Option<&Mask>,
 ) -> RgbImage {
     let (w, h) = image.dimensions();
-    let map = resize_map(map, w as usize, h as usize);
+    let map = map.resized(w as usize, h as usize);
     let thickness = outline_thickness(w, h);
     let legend_w = legend_width(w);
     let cells = if ground_truth.is_some() { 4 } else { 3 };
@@ -57,7 +57,7 @@ pub fn panel(
     x += w + GAP / 2;
     blit(&mut out, &legend(legend_w, h), x);
     x += legend_w + GAP / 2 + GAP;
-    let predicted = threshold_map(&map, threshold);
+    let predicted = map.threshold(threshold);
     blit(
         &mut out,
         &outlined(image, &predicted, PREDICTION_COLOUR, thickness),

@@ -10,14 +10,10 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use super::head::ProjectionHead;
-use crate::backbone::weights::{read_safetensors_with_metadata, StateDict};
+use crate::backbone::weights::StateDict;
+use crate::model::head::{read_checkpoint_file, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
+use crate::model::ProjectionHead;
 use crate::{Error, Result};
-
-/// The `bpgg_format` metadata value of a training checkpoint.
-pub const CHECKPOINT_FORMAT: &str = "bpgg-checkpoint";
-/// The checkpoint version this build writes and reads.
-pub const CHECKPOINT_VERSION: u32 = 1;
 
 /// One line of the training history (one per validation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,27 +80,7 @@ pub fn save_checkpoint(
 /// Reads a checkpoint, checking format, version, configuration and the head's shapes.
 pub fn load_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint> {
     let bad = |problem: String| Error::invalid_data(path, problem);
-    let (sd, meta) = read_safetensors_with_metadata(path).map_err(|e| match e {
-        Error::InvalidWeights { problem, .. } => {
-            bad(format!("not a bpgg training checkpoint ({problem})"))
-        }
-        e => e,
-    })?;
-    match meta.get("bpgg_format").map(String::as_str) {
-        Some(CHECKPOINT_FORMAT) => {}
-        Some(crate::model::MODEL_FORMAT) => {
-            return Err(bad(
-                "this is a fitted model (bpgg fit), not a training checkpoint (bpgg train)".into(),
-            ))
-        }
-        _ => return Err(bad("not a bpgg training checkpoint (no header)".into())),
-    }
-    let version = meta.get("bpgg_version").map(String::as_str).unwrap_or("?");
-    if version != CHECKPOINT_VERSION.to_string() {
-        return Err(bad(format!(
-            "checkpoint version {version}, this bpgg reads version {CHECKPOINT_VERSION}"
-        )));
-    }
+    let (sd, meta) = read_checkpoint_file(path)?;
     let parse = |key: &str| -> Result<&String> {
         meta.get(key)
             .ok_or_else(|| bad(format!("checkpoint has no {key}")))

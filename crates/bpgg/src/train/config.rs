@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::data::{EpisodeShape, TrainSource};
-use super::head::DEFAULT_HEAD_HIDDEN;
 use super::loss::LossConfig;
 use super::optim::OptimizerKind;
 use crate::backbone::BackboneConfig;
 use crate::guidance::{validate_tau, DEFAULT_TAU};
+use crate::model::DEFAULT_HEAD_HIDDEN;
 use crate::model::DEFAULT_IMAGE_SIZE;
 use crate::{Error, Result};
 

@@ -10,10 +10,10 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::head::ProjectionHead;
 #[cfg(doc)]
 use crate::guidance::class_logits;
 use crate::guidance::query_prototypes;
+use crate::model::ProjectionHead;
 use crate::prototype::{build_prototypes, PrototypeBank, PrototypeConfig, MASK_EPS};
 use crate::Result;
 
@@ -195,8 +195,8 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
-    use crate::backbone::l2_normalize;
-    use crate::train::head::HeadConfig;
+    use crate::model::HeadConfig;
+    use crate::ops::l2_normalize;
 
     #[test]
     fn unit_margins_equal_the_class_logit_margin() {

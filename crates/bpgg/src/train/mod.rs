@@ -5,24 +5,19 @@
 mod checkpoint;
 mod config;
 mod data;
-mod head;
 mod loss;
 mod optim;
 mod trainer;
 
-pub use checkpoint::{
-    load_checkpoint, save_checkpoint, Checkpoint, HistoryEntry, TrainState, CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-};
+pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, HistoryEntry, TrainState};
 pub use config::{TrainConfig, WARMUP_FRACTION};
 pub use data::{
     DefectPool, EncodedImage, EpisodeDraw, EpisodeShape, Flip, TrainSet, TrainSource,
     HOLDOUT_FRACTION,
 };
-pub use head::{HeadConfig, ProjectionHead, DEFAULT_HEAD_HIDDEN, HEAD_TENSORS};
 pub use loss::{binary_cross_entropy, episode_loss, EpisodeTensors, LossConfig, LossParts};
 pub use optim::{Optimizer, OptimizerKind};
 pub use trainer::{
-    episode_tensors, load_head, train, TrainEvent, TrainOutcome, BEST_CHECKPOINT, CONFIG_FILE,
-    HISTORY_FILE, LAST_CHECKPOINT,
+    episode_tensors, train, TrainEvent, TrainOutcome, BEST_CHECKPOINT, CONFIG_FILE, HISTORY_FILE,
+    LAST_CHECKPOINT,
 };

@@ -31,6 +31,16 @@ impl FromStr for OptimizerKind {
     }
 }
 
+impl std::fmt::Display for OptimizerKind {
+    /// The name [`OptimizerKind::from_str`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::AdamW => "adamw",
+            Self::Sgd => "sgd",
+        })
+    }
+}
+
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const ADAM_EPS: f64 = 1e-8;

@@ -14,14 +14,12 @@ use candle_core::Device;
 use super::checkpoint::{load_checkpoint, save_checkpoint, HistoryEntry, TrainState};
 use super::config::TrainConfig;
 use super::data::{EpisodeDraw, Flip, TrainSet};
-use super::head::{HeadConfig, ProjectionHead};
 use super::loss::{episode_loss, EpisodeTensors};
 use super::optim::Optimizer;
-use crate::backbone::BackboneConfig;
 use crate::data::image_io::ImageLimits;
 use crate::guidance::{defect_probability, to_anomaly_map, AnomalyMapConfig};
 use crate::io::write_atomic;
-use crate::model::Encoder;
+use crate::model::{Encoder, HeadConfig, ProjectionHead};
 use crate::prototype::{build_prototypes, PrototypeConfig};
 use crate::rng::SplitMix64;
 use crate::{Error, Result};
@@ -405,36 +403,4 @@ fn history_csv(state: &TrainState) -> String {
         );
     }
     out
-}
-
-/// The head trained in `checkpoint`, checked against the backbone, layers and image size it
-/// will be used with (a head only makes sense on the features it was trained on).
-pub fn load_head(
-    checkpoint: &Path,
-    backbone: &BackboneConfig,
-    image_size: u32,
-    device: &Device,
-) -> Result<ProjectionHead> {
-    let c = load_checkpoint(checkpoint, device)?;
-    let trained = &c.config;
-    let same_backbone = trained.backbone.kind == backbone.kind
-        && trained.backbone.effective_layers() == backbone.effective_layers();
-    if !same_backbone || trained.image_size != image_size {
-        return Err(Error::invalid_data(
-            checkpoint,
-            format!(
-                "was trained on {} ({}) at {} px, not {} ({}) at {image_size} px; pass \
-                 --backbone {} --layers {} --size {}",
-                trained.backbone.kind,
-                trained.backbone.effective_layers().join(","),
-                trained.image_size,
-                backbone.kind,
-                backbone.effective_layers().join(","),
-                trained.backbone.kind,
-                trained.backbone.effective_layers().join(","),
-                trained.image_size
-            ),
-        ));
-    }
-    Ok(c.head)
 }

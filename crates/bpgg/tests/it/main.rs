@@ -1,5 +1,6 @@
 //! The one integration-test binary of the `bpgg` crate; each module tests one area.
 
+mod architecture;
 // Unix only: non-UTF-8 file names (and, for the CLI, SIGKILL).
 #[cfg(unix)]
 mod bad_input;

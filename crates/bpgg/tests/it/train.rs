@@ -8,9 +8,10 @@ use std::path::Path;
 use anyhow::Result;
 use bpgg::data::image_io::{load_mask, load_rgb, ImageLimits};
 use bpgg::data::{write_synthetic_dataset, MvtecCategory, SynthConfig};
+use bpgg::model::load_head;
 use bpgg::model::{fit, Encoder, FittedModel, ModelConfig, SupportSet};
 use bpgg::train::{
-    load_checkpoint, load_head, train, EpisodeShape, TrainConfig, TrainSource, LAST_CHECKPOINT,
+    load_checkpoint, train, EpisodeShape, TrainConfig, TrainSource, LAST_CHECKPOINT,
 };
 use candle_core::Device;
 

@@ -3,10 +3,9 @@
 //! PyTorch (`scripts/bench_train_step.py`).
 
 use anyhow::ensure;
-use bpgg::backbone::l2_normalize;
-use bpgg::train::{
-    episode_loss, EpisodeTensors, HeadConfig, LossConfig, Optimizer, OptimizerKind, ProjectionHead,
-};
+use bpgg::model::{HeadConfig, ProjectionHead};
+use bpgg::ops::l2_normalize;
+use bpgg::train::{episode_loss, EpisodeTensors, LossConfig, Optimizer, OptimizerKind};
 use candle_core::{Device, Tensor};
 
 use super::{json_f64, time_runs, BenchTrainArgs, Timing};

@@ -121,6 +121,16 @@ impl StateDict {
         path: &Path,
         extra: HashMap<String, String>,
     ) -> Result<()> {
+        crate::io::write_atomic(path, &self.to_safetensors_bytes(path, extra)?)
+    }
+
+    /// The safetensors file as bytes, with extra string metadata in its header; `path` names
+    /// the file in errors.
+    pub fn to_safetensors_bytes(
+        &self,
+        path: &Path,
+        extra: HashMap<String, String>,
+    ) -> Result<Vec<u8>> {
         let mut views = Vec::with_capacity(self.tensors.len());
         for (name, tensor) in &self.tensors {
             views.push((name.as_str(), RawView::new(tensor)?));
@@ -128,10 +138,9 @@ impl StateDict {
         let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         metadata.extend(extra);
         let metadata = Some(metadata);
-        let bytes = safetensors::serialize(views, &metadata).map_err(|e| {
+        safetensors::serialize(views, &metadata).map_err(|e| {
             Error::invalid_weights(path, format!("cannot serialise safetensors: {e:?}"))
-        })?;
-        crate::io::write_atomic(path, &bytes)
+        })
     }
 }
 

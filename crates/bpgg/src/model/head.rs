@@ -1,4 +1,6 @@
-//! The trainable projection head on the frozen, embedded features (DESIGN §1.1).
+//! The projection head on the frozen, embedded features (`docs/ARCHITECTURE.md`, "Features"):
+//! trained by [`crate::train`], applied at inference by [`super::Encoder`], stored in training
+//! checkpoints and fitted models. Training uses it; it knows nothing of training.
 //!
 //! Our choice of shape: a residual pair of 1x1 convolutions of hidden width `d`,
 //! `g(f) = normalise(f + W₂·relu(W₁·f + b₁) + b₂)`, with `W₂, b₂` initialised to zero. An
@@ -7,14 +9,25 @@
 //! only as far as the episodes ask. The output keeps the input width `C`, so prototypes,
 //! the memory bank and every scoring work unchanged on projected features.
 
+use std::collections::HashMap;
+use std::path::Path;
+
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::backbone::weights::{read_safetensors_with_metadata, StateDict};
+use crate::backbone::BackboneConfig;
 #[cfg(test)]
-use crate::backbone::l2_normalize;
-use crate::backbone::NORM_EPS;
+use crate::ops::l2_normalize;
+use crate::ops::NORM_EPS;
 use crate::rng::SplitMix64;
 use crate::{Error, Result};
+
+/// The `bpgg_format` metadata value of a training checkpoint (`bpgg train`'s
+/// `best.safetensors` and `last.safetensors`).
+pub const CHECKPOINT_FORMAT: &str = "bpgg-checkpoint";
+/// The checkpoint version this build writes and reads.
+pub const CHECKPOINT_VERSION: u32 = 1;
 
 /// Hidden width of the head when none is given.
 pub const DEFAULT_HEAD_HIDDEN: usize = 256;
@@ -188,6 +201,74 @@ impl ProjectionHead {
         let spread = sum_row.t()?.broadcast_matmul(&norm.recip()?)?;
         Ok((y * spread)?.reshape((b, c, h, w))?)
     }
+}
+
+/// A training checkpoint's tensors and header metadata, after checking its format and version.
+/// [`load_head`] reads the head from it; `train` reads its optimiser state as well.
+pub(crate) fn read_checkpoint_file(path: &Path) -> Result<(StateDict, HashMap<String, String>)> {
+    let bad = |problem: String| Error::invalid_data(path, problem);
+    let (sd, meta) = read_safetensors_with_metadata(path).map_err(|e| match e {
+        Error::InvalidWeights { problem, .. } => {
+            bad(format!("not a bpgg training checkpoint ({problem})"))
+        }
+        e => e,
+    })?;
+    match meta.get("bpgg_format").map(String::as_str) {
+        Some(CHECKPOINT_FORMAT) => {}
+        Some(super::MODEL_FORMAT) => {
+            return Err(bad(
+                "this is a fitted model (bpgg fit), not a training checkpoint (bpgg train)".into(),
+            ))
+        }
+        _ => return Err(bad("not a bpgg training checkpoint (no header)".into())),
+    }
+    let version = meta.get("bpgg_version").map(String::as_str).unwrap_or("?");
+    if version != CHECKPOINT_VERSION.to_string() {
+        return Err(bad(format!(
+            "checkpoint version {version}, this bpgg reads version {CHECKPOINT_VERSION}"
+        )));
+    }
+    Ok((sd, meta))
+}
+
+/// What a checkpoint's head was trained for: the fields of its training configuration that
+/// inference must match (the rest of that configuration is training's business).
+#[derive(Debug, Deserialize)]
+struct TrainedFor {
+    backbone: BackboneConfig,
+    image_size: u32,
+}
+
+/// Loads the trained head of a `bpgg train` checkpoint for a model with this backbone and
+/// image size, refusing a head trained for other features.
+pub fn load_head(
+    checkpoint: &Path,
+    backbone: &BackboneConfig,
+    image_size: u32,
+    device: &Device,
+) -> Result<ProjectionHead> {
+    let (sd, meta) = read_checkpoint_file(checkpoint)?;
+    let bad = |problem: String| Error::invalid_data(checkpoint, problem);
+    let config = meta
+        .get("config")
+        .ok_or_else(|| bad("checkpoint has no config".into()))?;
+    let trained: TrainedFor = serde_json::from_str(config)
+        .map_err(|e| bad(format!("checkpoint config is invalid: {e}")))?;
+    let same_backbone = trained.backbone.kind == backbone.kind
+        && trained.backbone.effective_layers() == backbone.effective_layers();
+    if !same_backbone || trained.image_size != image_size {
+        return Err(bad(format!(
+            "was trained on {} ({}) at {} px, not {} ({}) at {image_size} px",
+            trained.backbone.kind,
+            trained.backbone.effective_layers().join(","),
+            trained.image_size,
+            backbone.kind,
+            backbone.effective_layers().join(","),
+        )));
+    }
+    ProjectionHead::from_named(checkpoint, |name| {
+        sd.get(name).and_then(|t| t.to_device(device).ok())
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,235 @@
+//! What a fitted model says about one image, at the image's own size: the anomaly map, the image
+//! score and verdict, the defect mask and its connected regions. Every door (`bpgg predict`, the
+//! service, the Python package) reports these numbers, so they are computed here, once.
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::encoder::Encoder;
+use super::fitted::FittedModel;
+use crate::data::float_map::FloatMap;
+use crate::data::image_io::Mask;
+use crate::data::transform::resize_image;
+use crate::Result;
+
+/// An image made ready for the model: resized to the model's working size (cheap; a loader
+/// thread can do it while the previous batch is scored), with its own size kept so that the
+/// map can be brought back to it.
+#[derive(Debug, Clone)]
+pub struct PreparedImage {
+    /// The pixels the encoder sees.
+    pub(crate) input: RgbImage,
+    /// The image's own width and height.
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One connected defect region (8-connected pixels at or above the threshold), in image
+/// pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Region {
+    /// Left column of the bounding box.
+    pub x: u32,
+    /// Top row of the bounding box.
+    pub y: u32,
+    /// Bounding-box width.
+    pub w: u32,
+    /// Bounding-box height.
+    pub h: u32,
+    /// Pixels in the region.
+    pub area_px: u64,
+    /// The largest map value inside the region.
+    pub max_score: f32,
+}
+
+/// A fitted model's answer for one image.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// The anomaly map at the image's own size.
+    pub map: FloatMap,
+    /// The image-level anomaly score (see [`image_score`]).
+    pub image_score: f32,
+    /// The pixel threshold the mask, regions and verdict were taken at.
+    pub threshold: f32,
+    /// Whether the image is judged defective (`image_score >= threshold`).
+    pub defective: bool,
+    /// `map >= threshold`.
+    pub mask: Mask,
+    /// The mask's connected regions, in raster order of their first pixel.
+    pub regions: Vec<Region>,
+}
+
+impl Prediction {
+    /// Builds the prediction from the model's map at its working size, for an image of
+    /// `width x height` pixels.
+    pub fn from_model_map(model_map: &FloatMap, width: u32, height: u32, threshold: f32) -> Self {
+        let image_score = image_score(model_map);
+        let map = model_map.resized(width as usize, height as usize);
+        let mask = map.threshold(threshold);
+        let regions = regions(&map, &mask);
+        Self {
+            map,
+            image_score,
+            threshold,
+            defective: image_score >= threshold,
+            mask,
+            regions,
+        }
+    }
+
+    /// Pixels at or above the threshold.
+    pub fn defect_area_px(&self) -> usize {
+        self.mask.defect_pixels()
+    }
+
+    /// The share of the image at or above the threshold.
+    pub fn defect_area_fraction(&self) -> f64 {
+        self.mask.coverage()
+    }
+}
+
+/// The image-level anomaly score of a map at the model's working size: its maximum (NaN if the
+/// map holds a NaN, so that a later ranking reports it). `bpgg eval` ranks images by the same
+/// score for image AUROC.
+pub fn image_score(model_map: &FloatMap) -> f32 {
+    bpgg_metrics::image_score(&model_map.data)
+}
+
+/// The 8-connected regions of `mask` with their bounding boxes and largest map value.
+fn regions(map: &FloatMap, mask: &Mask) -> Vec<Region> {
+    let (w, h) = (mask.width as usize, mask.height as usize);
+    // Only fails for a zero-sized mask or more than u32::MAX regions, neither of which a map
+    // of a decoded image can have.
+    let Ok(labels) = bpgg_metrics::connected_regions(&mask.pixels, w, h) else {
+        return Vec::new();
+    };
+    let mut regions: Vec<Region> = labels
+        .sizes
+        .iter()
+        .map(|&area_px| Region {
+            x: u32::MAX,
+            y: u32::MAX,
+            w: 0,
+            h: 0,
+            area_px,
+            max_score: f32::NEG_INFINITY,
+        })
+        .collect();
+    // (x1, y1) inclusive corners, turned into w and h at the end.
+    let mut far = vec![(0u32, 0u32); regions.len()];
+    for (i, &label) in labels.labels.iter().enumerate() {
+        if label == bpgg_metrics::BACKGROUND {
+            continue;
+        }
+        let k = label as usize - 1;
+        let (x, y) = ((i % w) as u32, (i / w) as u32);
+        let r = &mut regions[k];
+        r.x = r.x.min(x);
+        r.y = r.y.min(y);
+        far[k] = (far[k].0.max(x), far[k].1.max(y));
+        r.max_score = r.max_score.max(map.data[i]);
+    }
+    for (r, (x1, y1)) in regions.iter_mut().zip(far) {
+        r.w = x1 - r.x + 1;
+        r.h = y1 - r.y + 1;
+    }
+    regions
+}
+
+impl FittedModel {
+    /// Makes an image ready for [`FittedModel::predict_prepared`].
+    pub fn prepare(&self, image: &RgbImage) -> PreparedImage {
+        let size = self.config.image_size;
+        PreparedImage {
+            input: resize_image(image, size, size),
+            width: image.width(),
+            height: image.height(),
+        }
+    }
+
+    /// Predicts prepared images; `threshold` overrides the model's own.
+    pub fn predict_prepared(
+        &self,
+        encoder: &Encoder,
+        images: &[PreparedImage],
+        threshold: Option<f32>,
+    ) -> Result<Vec<Prediction>> {
+        let threshold = threshold.unwrap_or(self.threshold);
+        let inputs: Vec<RgbImage> = images.iter().map(|p| p.input.clone()).collect();
+        let maps = self.predict(encoder, &inputs)?;
+        Ok(images
+            .iter()
+            .zip(maps)
+            .map(|(p, map)| Prediction::from_model_map(&map, p.width, p.height, threshold))
+            .collect())
+    }
+
+    /// Predicts images of any size; `threshold` overrides the model's own.
+    pub fn predict_images(
+        &self,
+        encoder: &Encoder,
+        images: &[RgbImage],
+        threshold: Option<f32>,
+    ) -> Result<Vec<Prediction>> {
+        let prepared: Vec<PreparedImage> = images.iter().map(|i| self.prepare(i)).collect();
+        self.predict_prepared(encoder, &prepared, threshold)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_have_boxes_areas_and_maxima() {
+        // Two regions: an L of three pixels (top left) and one pixel (bottom right).
+        let map = FloatMap {
+            width: 4,
+            height: 3,
+            data: vec![
+                0.9, 0.6, 0.0, 0.0, //
+                0.7, 0.1, 0.0, 0.0, //
+                0.0, 0.0, 0.0, 0.8,
+            ],
+        };
+        let p = Prediction::from_model_map(&map, 4, 3, 0.5);
+        assert_eq!(p.image_score, 0.9);
+        assert!(p.defective);
+        assert_eq!(p.defect_area_px(), 4);
+        assert_eq!(
+            p.regions,
+            vec![
+                Region {
+                    x: 0,
+                    y: 0,
+                    w: 2,
+                    h: 2,
+                    area_px: 3,
+                    max_score: 0.9
+                },
+                Region {
+                    x: 3,
+                    y: 2,
+                    w: 1,
+                    h: 1,
+                    area_px: 1,
+                    max_score: 0.8
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_map_below_the_threshold_is_not_defective() {
+        let map = FloatMap {
+            width: 2,
+            height: 2,
+            data: vec![0.1, 0.2, 0.3, 0.4],
+        };
+        let p = Prediction::from_model_map(&map, 6, 4, 0.5);
+        assert!(!p.defective);
+        assert!(p.regions.is_empty());
+        assert_eq!((p.map.width, p.map.height), (6, 4));
+        assert_eq!(p.image_score, 0.4);
+    }
+}
