@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod hints;
 mod logging;
 mod malloc_tuning;
 mod model_args;
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", one_line(&err));
+            eprintln!("error: {}", hints::with_hint(&one_line(&err), &err));
             ExitCode::FAILURE
         }
     }

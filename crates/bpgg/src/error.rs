@@ -66,9 +66,52 @@ pub enum Error {
     WeightTensor { key: String, problem: String },
 
     /// Tensors handed to a pipeline stage do not fit together (batch, channels or grid sizes
-    /// differ where they must agree); the message names the function and both shapes.
+    /// differ where they must agree); the message names the function and both shapes. The one
+    /// variant for shape problems of our own checks (candle's own land in [`Error::Tensor`]).
     #[error("shape mismatch: {0}")]
     ShapeMismatch(String),
+
+    /// An image declares more pixels than the decoding limit (a decompression bomb, or a genuine
+    /// image larger than the limit allows).
+    #[error(
+        "{}: image declares {width}x{height} = {} pixels, more than the limit of {limit}",
+        path.display(),
+        u64::from(*width) * u64::from(*height)
+    )]
+    ImageTooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        limit: u64,
+    },
+
+    /// The supports cannot give the requested scoring: `bpgg` and `hybrid` need defect images
+    /// with masks, `knn` and `hybrid` need normal images.
+    #[error("scoring `{scoring}` needs {needs}")]
+    MissingSupports {
+        scoring: crate::model::Scoring,
+        needs: String,
+        /// Whether defect images (rather than normal images) are what is missing.
+        defects: bool,
+    },
+
+    /// A model, or a training run, is in a state that cannot do what was asked: a model file
+    /// without the part its scoring needs, a training loss that is no longer finite.
+    #[error("{0}")]
+    State(String),
+
+    /// A training run folder does not fit the request: `--resume`-style continuation of a folder
+    /// without a checkpoint, or a new run into a folder that already holds one.
+    #[error("{}: {}", path.display(), if *exists {
+        "already holds a training run"
+    } else {
+        "nothing to resume (no checkpoint)"
+    })]
+    TrainingRun {
+        path: PathBuf,
+        /// Whether the folder already holds a run (`true`) or holds none (`false`).
+        exists: bool,
+    },
 }
 
 impl Error {

@@ -92,7 +92,9 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                         prepared.push(ready);
                     }
                     Err(e) if !args.fail_fast => {
-                        bar.suspend(|| eprintln!("error: {e} (skipped)"));
+                        bar.suspend(|| {
+                            eprintln!("error: {} (skipped)", crate::hints::describe(&e))
+                        });
                         failures += 1;
                     }
                     Err(e) => return Err(e.into()),

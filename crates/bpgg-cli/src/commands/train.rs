@@ -137,7 +137,11 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             }
             ControlFlow::Continue(())
         },
-    )?;
+    )
+    .map_err(|e| match e {
+        bpgg::Error::State(_) => anyhow::Error::new(e).context("training stopped (try a lower --lr)"),
+        e => e.into(),
+    })?;
     bar.finish_and_clear();
     let (best_episode, best_ap) = outcome.state.best.unwrap_or((0, f64::NAN));
     let initial = outcome

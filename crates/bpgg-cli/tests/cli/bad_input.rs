@@ -3,9 +3,6 @@
 //! finishes the job. (Library-level cases: `crates/bpgg/tests/it/bad_input.rs`.)
 
 use std::collections::HashSet;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,8 +93,12 @@ fn max_pixels_is_documented_on_every_command_that_reads_images() {
     }
 }
 
+#[cfg(unix)] // non-UTF-8 file names among the queries
 #[test]
 fn predict_skips_every_broken_query_names_it_and_keeps_the_good_ones() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
     let dir = tempfile::tempdir().unwrap();
     let cat = small_dataset(&dir.path().join("data"));
     let model = dir.path().join("model.bpgg");
@@ -353,8 +354,11 @@ fn assert_only_whole_files(pred: &Path) -> usize {
     maps
 }
 
+#[cfg(unix)] // SIGKILL
 #[test]
 fn kill_9_mid_predict_leaves_only_whole_files_and_resume_finishes() {
+    use std::os::unix::process::ExitStatusExt;
+
     let dir = tempfile::tempdir().unwrap();
     let config = SynthConfig {
         category: "tile".into(),
@@ -424,7 +428,7 @@ fn kill_9_mid_predict_leaves_only_whole_files_and_resume_finishes() {
     assert_eq!(assert_only_whole_files(&pred), total);
     let temp: Vec<_> = files_under(&pred)
         .into_iter()
-        .filter(|p| p.file_name().unwrap().as_bytes().starts_with(b"."))
+        .filter(|p| p.file_name().unwrap().as_encoded_bytes().starts_with(b"."))
         .collect();
     assert!(temp.is_empty(), "{temp:?}");
     let lines = std::fs::read_to_string(&jsonl).unwrap();

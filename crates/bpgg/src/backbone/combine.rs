@@ -1,4 +1,4 @@
-//! Feature combination (DESIGN §1 step 1): several backbone stages are brought to one stride,
+//! Feature combination (`docs/ARCHITECTURE.md`, "The method"): several backbone stages are brought to one stride,
 //! concatenated along channels and L2-normalised per pixel, giving the embedding that
 //! prototypes and query pixels are compared in.
 
@@ -52,7 +52,7 @@ pub fn embed(maps: &FeatureMaps, target_stride: usize) -> Result<Tensor> {
     for map in &maps.maps {
         let (b, _, _, _) = map.tensor.dims4()?;
         if b != batch {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::ShapeMismatch(format!(
                 "embed: stage `{}` has batch {b}, expected {batch}",
                 map.name
             )));

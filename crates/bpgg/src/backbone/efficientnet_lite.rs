@@ -8,7 +8,8 @@
 //! `_depthwise_conv`, `_bn1`, `_project_conv`, `_bn2`, `_conv_head`, `_bn1`, `_fc`); this file
 //! reads exactly those names, nothing is remapped.
 //!
-//! Three details of the TensorFlow original that a port must keep (DESIGN.md §3):
+//! Three details of the TensorFlow original that a port must keep (`docs/ARCHITECTURE.md`,
+//! "Backbones and weights"):
 //! - convolutions use TensorFlow "SAME" padding, which at stride 2 pads one pixel more at the
 //!   bottom/right than at the top/left (for even sizes), unlike PyTorch's symmetric padding;
 //! - BatchNorm uses eps = 1e-3 (not PyTorch's 1e-5) and, in eval mode, its running statistics;

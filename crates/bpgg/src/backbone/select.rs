@@ -139,10 +139,10 @@ pub fn load_backbone(
         }
         None => {
             return Err(Error::InvalidConfig(format!(
-            "backbone {} needs a weight file (--weights FILE: torchvision .pth or .safetensors); \
+                "backbone {} needs a weight file (torchvision .pth or .safetensors); \
                  only efficientnet-lite0 is embedded",
-            config.kind
-        )))
+                config.kind
+            )))
         }
     };
     let built: Result<Box<dyn FeatureExtractor>> = match config.kind {

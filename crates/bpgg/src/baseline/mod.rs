@@ -1,4 +1,4 @@
-//! Normal-only baselines (DESIGN §1 step 7): with no defect support (K = 0) each query pixel is
+//! Normal-only baselines (`docs/ARCHITECTURE.md`, "The method"): with no defect support (K = 0) each query pixel is
 //! scored by its distance to the nearest normal support feature (PatchCore, Roth et al.,
 //! CVPR 2022, without the coreset).
 

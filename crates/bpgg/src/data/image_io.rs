@@ -216,14 +216,12 @@ pub fn decode_image_bytes(
         ));
     }
     if pixels > limits.max_pixels {
-        return Err(Error::invalid_data(
-            path,
-            format!(
-                "image declares {w}x{h} = {pixels} pixels, more than the limit of {} \
-                 (raise it with --max-pixels if the file is genuine)",
-                limits.max_pixels
-            ),
-        ));
+        return Err(Error::ImageTooLarge {
+            path: path.to_path_buf(),
+            width: w,
+            height: h,
+            limit: limits.max_pixels,
+        });
     }
     let mut decoder_limits = image::Limits::default();
     // Room for the decoded buffer at 16 bits x 4 channels, plus decoder scratch.

@@ -4,6 +4,7 @@
 mod protocol;
 mod stats;
 mod summary;
+mod table;
 
 pub use protocol::{
     evaluate_category, EpisodeMaps, EpisodeResult, EvalConfig, EvalEvent, EvalReport, SkippedImage,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::stats::MetricStats;
 use super::summary::{summarize, MetricValues, ScoredImage};
+use super::table::{markdown_table, METRIC_COLUMNS};
 use crate::data::image_io::{load_mask, load_rgb, Mask};
 use crate::data::transform::{mask_to_tensor, resize_mask};
 use crate::data::{
@@ -214,7 +215,8 @@ impl Cache<'_> {
     }
 }
 
-/// Runs every episode (shots × types × seeds) and aggregates.
+/// Runs every episode (shots × types × seeds) and aggregates: the types to evaluate, the pool
+/// of images encoded once, one episode after another, then statistics over seeds.
 pub fn evaluate_category(
     category: &MvtecCategory,
     encoder: &Encoder,
@@ -227,6 +229,39 @@ pub fn evaluate_category(
             "eval needs at least one shot count and one seed".into(),
         ));
     }
+    let types = types_to_evaluate(category, config)?;
+    let mut cache = Cache {
+        encoder,
+        limits: config.limits,
+        features: HashMap::new(),
+        masks: HashMap::new(),
+        truths: HashMap::new(),
+        encode_seconds: 0.0,
+        encoded: 0,
+    };
+    let (usable, skipped) = cache.encode_pool(category, &types, config, &mut on_event)?;
+
+    on_event(EvalEvent::Start {
+        total: config.shots.len() * types.len() * config.seeds.len(),
+    });
+    let mut episodes = Vec::new();
+    for &shots in &config.shots {
+        for t in &types {
+            for &seed in &config.seeds {
+                let (result, maps) = run_episode(&mut cache, &usable, config, t, shots, seed)?;
+                on_event(EvalEvent::Scored(Box::new(maps)));
+                on_event(EvalEvent::Episode(result.clone()));
+                episodes.push(result);
+            }
+        }
+    }
+    let mut report = aggregate(&usable.name, episodes, &types, &config.seeds);
+    report.skipped = skipped;
+    Ok(report)
+}
+
+/// The defect types of the run: the configured ones (each checked to exist), else all.
+fn types_to_evaluate(category: &MvtecCategory, config: &EvalConfig) -> Result<Vec<String>> {
     let types: Vec<String> = if config.types.is_empty() {
         category
             .defect_types()
@@ -245,141 +280,146 @@ pub fn evaluate_category(
             "category has no defect types to evaluate",
         ));
     }
-    let size = config.model.image_size;
-    let mut cache = Cache {
-        encoder,
-        limits: config.limits,
-        features: HashMap::new(),
-        masks: HashMap::new(),
-        truths: HashMap::new(),
-        encode_seconds: 0.0,
-        encoded: 0,
-    };
-    // Every image the episodes can draw is read and encoded once, up front: a broken one is
-    // left out of the category (and reported) before any episode is sampled, so one bad file
-    // never stops the run nor shifts what the other episodes see.
-    let mut pool: Vec<Sample> = category.train_good.clone();
-    pool.extend(category.test_good().iter().cloned());
-    for t in &types {
-        pool.extend(category.defects_of(t)?.iter().cloned());
-    }
-    let mut skipped = Vec::new();
-    for chunk in pool.chunks(QUERY_BATCH) {
-        let mut readable = Vec::with_capacity(chunk.len());
-        let mut images = Vec::with_capacity(chunk.len());
-        for s in chunk {
-            let read = load_rgb(&s.image, config.limits).and_then(|img| {
-                cache.mask(s, size)?;
-                Ok(img)
-            });
-            match read {
-                Ok(img) => {
-                    readable.push(s);
-                    images.push(img);
-                }
-                Err(e) if !config.fail_fast => {
-                    let skip = SkippedImage {
-                        path: s.image.clone(),
-                        error: e.to_string(),
-                    };
-                    on_event(EvalEvent::Skipped(skip.clone()));
-                    skipped.push(skip);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        cache.insert_encoded(&readable, &images)?;
-    }
-    let broken: std::collections::HashSet<&PathBuf> = skipped.iter().map(|s| &s.path).collect();
-    let mut usable = category.clone();
-    usable.train_good.retain(|s| !broken.contains(&s.image));
-    for samples in usable.test.values_mut() {
-        samples.retain(|s| !broken.contains(&s.image));
-    }
-    let category = &usable;
+    Ok(types)
+}
 
-    on_event(EvalEvent::Start {
-        total: config.shots.len() * types.len() * config.seeds.len(),
-    });
-    let mut episodes = Vec::new();
-    for &shots in &config.shots {
-        for t in &types {
-            for &seed in &config.seeds {
-                let episode = sample_episode(
-                    category,
-                    &DefectSelection::Type(t.clone()),
-                    &EpisodeConfig {
-                        defect_shots: shots,
-                        normal_shots: config.normal_shots,
-                        seed,
-                    },
-                )?;
-                let defects = if shots > 0 {
-                    let f = cache.features(&episode.defect_support)?;
-                    let m = cache.support_masks(&episode.defect_support, size)?;
-                    Some((f, m))
-                } else {
-                    None
-                };
-                let normals = if config.normal_shots > 0 {
-                    Some(cache.features(&episode.normal_support)?)
-                } else {
-                    None
-                };
-                let model = fit_features(
-                    &config.model,
-                    defects.as_ref().map(|(f, m)| (f, m)),
-                    normals.as_ref(),
-                )?;
-                let mut scored = Vec::with_capacity(episode.queries.len());
-                let mut score_seconds = 0.0;
-                for chunk in episode.queries.chunks(QUERY_BATCH) {
-                    let feats = cache.features(chunk)?;
-                    let start = Instant::now();
-                    let maps = model.score_features(&feats)?;
-                    let flat = maps.flatten_all()?.to_vec1::<f32>()?;
-                    score_seconds += start.elapsed().as_secs_f64();
-                    let n = (size * size) as usize;
-                    for (i, s) in chunk.iter().enumerate() {
-                        scored.push(ScoredImage {
-                            defect_type: s.defect_type.clone(),
-                            width: size as usize,
-                            height: size as usize,
-                            map: flat[i * n..(i + 1) * n].to_vec(),
-                            mask: cache.mask(s, size)?.pixels,
-                        });
+impl Cache<'_> {
+    /// Reads and encodes every image the episodes can draw, once, up front: a broken one is
+    /// left out of the category (and reported) before any episode is sampled, so one bad file
+    /// never stops the run nor shifts what the other episodes see. Returns the category without
+    /// the unreadable images, and those images.
+    fn encode_pool(
+        &mut self,
+        category: &MvtecCategory,
+        types: &[String],
+        config: &EvalConfig,
+        on_event: &mut impl FnMut(EvalEvent),
+    ) -> Result<(MvtecCategory, Vec<SkippedImage>)> {
+        let size = config.model.image_size;
+        let mut pool: Vec<Sample> = category.train_good.clone();
+        pool.extend(category.test_good().iter().cloned());
+        for t in types {
+            pool.extend(category.defects_of(t)?.iter().cloned());
+        }
+        let mut skipped = Vec::new();
+        for chunk in pool.chunks(QUERY_BATCH) {
+            let mut readable = Vec::with_capacity(chunk.len());
+            let mut images = Vec::with_capacity(chunk.len());
+            for s in chunk {
+                let read = load_rgb(&s.image, config.limits).and_then(|img| {
+                    self.mask(s, size)?;
+                    Ok(img)
+                });
+                match read {
+                    Ok(img) => {
+                        readable.push(s);
+                        images.push(img);
                     }
+                    Err(e) if !config.fail_fast => {
+                        let skip = SkippedImage {
+                            path: s.image.clone(),
+                            error: e.to_string(),
+                        };
+                        on_event(EvalEvent::Skipped(skip.clone()));
+                        skipped.push(skip);
+                    }
+                    Err(e) => return Err(e),
                 }
-                let summary = summarize(&scored, config.fpr_limit)?;
-                let metrics = summary.per_type.get(t).copied().ok_or_else(|| {
-                    Error::invalid_data(&category.dir, format!("no query of type {t} left"))
-                })?;
-                let encode_per_image = cache.encode_seconds / cache.encoded.max(1) as f64;
-                let result = EpisodeResult {
-                    shots,
-                    defect_type: t.clone(),
-                    seed,
-                    metrics,
-                    ms_per_query: 1000.0 * (encode_per_image + score_seconds / scored.len() as f64),
-                };
-                on_event(EvalEvent::Scored(Box::new(EpisodeMaps {
-                    shots,
-                    defect_type: t.clone(),
-                    seed,
-                    defect_support: episode.defect_support,
-                    normal_support: episode.normal_support,
-                    queries: episode.queries,
-                    maps: scored,
-                    threshold: model.threshold,
-                })));
-                on_event(EvalEvent::Episode(result.clone()));
-                episodes.push(result);
             }
+            self.insert_encoded(&readable, &images)?;
+        }
+        let broken: std::collections::HashSet<&PathBuf> = skipped.iter().map(|s| &s.path).collect();
+        let mut usable = category.clone();
+        usable.train_good.retain(|s| !broken.contains(&s.image));
+        for samples in usable.test.values_mut() {
+            samples.retain(|s| !broken.contains(&s.image));
+        }
+        Ok((usable, skipped))
+    }
+}
+
+/// One episode: draw supports and queries, fit on the cached support features, score the
+/// queries and compute the episode's metrics on its defect type.
+fn run_episode(
+    cache: &mut Cache<'_>,
+    category: &MvtecCategory,
+    config: &EvalConfig,
+    defect_type: &str,
+    shots: usize,
+    seed: u64,
+) -> Result<(EpisodeResult, EpisodeMaps)> {
+    let size = config.model.image_size;
+    let episode = sample_episode(
+        category,
+        &DefectSelection::Type(defect_type.to_string()),
+        &EpisodeConfig {
+            defect_shots: shots,
+            normal_shots: config.normal_shots,
+            seed,
+        },
+    )?;
+    let defects = if shots > 0 {
+        let f = cache.features(&episode.defect_support)?;
+        let m = cache.support_masks(&episode.defect_support, size)?;
+        Some((f, m))
+    } else {
+        None
+    };
+    let normals = if config.normal_shots > 0 {
+        Some(cache.features(&episode.normal_support)?)
+    } else {
+        None
+    };
+    let model = fit_features(
+        &config.model,
+        defects.as_ref().map(|(f, m)| (f, m)),
+        normals.as_ref(),
+    )?;
+    let mut scored = Vec::with_capacity(episode.queries.len());
+    let mut score_seconds = 0.0;
+    for chunk in episode.queries.chunks(QUERY_BATCH) {
+        let feats = cache.features(chunk)?;
+        let start = Instant::now();
+        let maps = model.score_features(&feats)?;
+        let flat = maps.flatten_all()?.to_vec1::<f32>()?;
+        score_seconds += start.elapsed().as_secs_f64();
+        let n = (size * size) as usize;
+        for (i, s) in chunk.iter().enumerate() {
+            scored.push(ScoredImage {
+                defect_type: s.defect_type.clone(),
+                width: size as usize,
+                height: size as usize,
+                map: flat[i * n..(i + 1) * n].to_vec(),
+                mask: cache.mask(s, size)?.pixels,
+            });
         }
     }
-    let mut report = aggregate(&category.name, episodes, &types, &config.seeds);
-    report.skipped = skipped;
-    Ok(report)
+    let summary = summarize(&scored, config.fpr_limit)?;
+    let metrics = summary.per_type.get(defect_type).copied().ok_or_else(|| {
+        Error::invalid_data(
+            &category.dir,
+            format!("no query of type {defect_type} left"),
+        )
+    })?;
+    let encode_per_image = cache.encode_seconds / cache.encoded.max(1) as f64;
+    let result = EpisodeResult {
+        shots,
+        defect_type: defect_type.to_string(),
+        seed,
+        metrics,
+        ms_per_query: 1000.0 * (encode_per_image + score_seconds / scored.len() as f64),
+    };
+    let maps = EpisodeMaps {
+        shots,
+        defect_type: defect_type.to_string(),
+        seed,
+        defect_support: episode.defect_support,
+        normal_support: episode.normal_support,
+        queries: episode.queries,
+        maps: scored,
+        threshold: model.threshold,
+    };
+    Ok((result, maps))
 }
 
 fn aggregate(
@@ -414,7 +454,7 @@ fn aggregate(
                     .filter(|e| e.seed == seed)
                     .map(|e| &e.metrics)
                     .collect();
-                mean_metrics(&of_seed)
+                MetricValues::mean(&of_seed, of_seed.iter().map(|m| m.images).sum())
             })
             .collect();
         if let Some(stats) = MetricStats::of(&per_seed) {
@@ -436,56 +476,35 @@ fn aggregate(
     }
 }
 
-fn mean_metrics(values: &[&MetricValues]) -> Option<MetricValues> {
-    if values.is_empty() {
-        return None;
-    }
-    let n = values.len() as f64;
-    let mean = |f: fn(&MetricValues) -> f64| values.iter().map(|m| f(m)).sum::<f64>() / n;
-    let image: Vec<f64> = values.iter().filter_map(|m| m.image_auroc).collect();
-    Some(MetricValues {
-        pixel_auroc: mean(|m| m.pixel_auroc),
-        aupro: mean(|m| m.aupro),
-        pixel_ap: mean(|m| m.pixel_ap),
-        f1_max: mean(|m| m.f1_max),
-        f1_threshold: mean(|m| m.f1_threshold),
-        image_auroc: (!image.is_empty()).then(|| image.iter().sum::<f64>() / image.len() as f64),
-        images: values.iter().map(|m| m.images).sum(),
-    })
-}
-
 impl EvalReport {
     /// One markdown table per shot count: rows per type, then the mean over types, each
     /// `mean ± std` over seeds.
     pub fn markdown(&self) -> String {
-        let mut out = String::new();
-        let fmt = |m: &MetricStats| {
-            let ms = |v: super::MeanStd| format!("{:.3} ± {:.3}", v.mean, v.std);
-            format!(
-                "{} | {} | {} | {} | {}",
+        let ms = |v: super::MeanStd| format!("{:.3} ± {:.3}", v.mean, v.std);
+        let row = |name: &str, m: &MetricStats| {
+            vec![
+                name.to_string(),
                 ms(m.pixel_auroc),
                 ms(m.aupro),
                 ms(m.pixel_ap),
                 ms(m.f1_max),
-                m.image_auroc.map_or("-".into(), ms)
-            )
+                m.image_auroc.map_or("-".into(), ms),
+            ]
         };
+        let mut header = vec!["type"];
+        header.extend(METRIC_COLUMNS);
+        let mut out = String::new();
         for (k, by_type) in &self.per_type {
             out.push_str(&format!(
                 "\n{} — {k} defect shot(s), {:.1} ms per query image\n\n",
                 self.category,
                 self.ms_per_query.get(k).copied().unwrap_or(f64::NAN)
             ));
-            out.push_str(
-                "| type | pixel AUROC | AUPRO | pixel AP | F1-max | image AUROC |\n\
-                 |---|---|---|---|---|---|\n",
-            );
-            for (t, m) in by_type {
-                out.push_str(&format!("| {t} | {} |\n", fmt(m)));
-            }
+            let mut rows: Vec<Vec<String>> = by_type.iter().map(|(t, m)| row(t, m)).collect();
             if let Some(m) = self.overall.get(k) {
-                out.push_str(&format!("| **mean** | {} |\n", fmt(m)));
+                rows.push(row("**mean**", m));
             }
+            out.push_str(&markdown_table(&header, &rows));
         }
         out
     }

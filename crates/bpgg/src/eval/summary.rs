@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use bpgg_metrics::MapRef;
 use serde::{Deserialize, Serialize};
 
+use super::table::{markdown_table, METRIC_COLUMNS};
 use crate::data::GOOD;
 use crate::Result;
 
@@ -96,54 +97,54 @@ impl Summary {
     /// A markdown table: one row per defect type, then `mean` (over types) and `overall`
     /// (all pixels pooled).
     pub fn markdown_table(&self) -> String {
-        let mut out = String::from(
-            "| type | images | pixel AUROC | AUPRO | pixel AP | F1-max | image AUROC |\n\
-             |---|---:|---:|---:|---:|---:|---:|\n",
-        );
         let row = |name: &str, m: &MetricValues| {
-            format!(
-                "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |\n",
-                m.images,
-                m.pixel_auroc,
-                m.aupro,
-                m.pixel_ap,
-                m.f1_max,
-                m.image_auroc.map_or("-".into(), |v| format!("{v:.3}"))
-            )
+            let mut cells = vec![name.to_string(), m.images.to_string()];
+            cells.extend(
+                [m.pixel_auroc, m.aupro, m.pixel_ap, m.f1_max]
+                    .map(|v| format!("{v:.3}"))
+                    .into_iter()
+                    .chain([m.image_auroc.map_or("-".into(), |v| format!("{v:.3}"))]),
+            );
+            cells
         };
-        for (t, m) in &self.per_type {
-            out.push_str(&row(t, m));
-        }
+        let mut rows: Vec<Vec<String>> = self.per_type.iter().map(|(t, m)| row(t, m)).collect();
         if let Some(mean) = self.mean_over_types() {
-            out.push_str(&row("mean", &mean));
+            rows.push(row("mean", &mean));
         }
-        out.push_str(&row("overall", &self.overall));
-        out
+        rows.push(row("overall", &self.overall));
+        let mut header = vec!["type", "images"];
+        header.extend(METRIC_COLUMNS);
+        markdown_table(&header, &rows)
     }
 
-    /// The unweighted mean of the per-type metrics (how papers report a category).
+    /// The unweighted mean of the per-type metrics (how papers report a category); `images`
+    /// is the largest group (the groups share the defect-free images).
     pub fn mean_over_types(&self) -> Option<MetricValues> {
-        let n = self.per_type.len();
-        if n == 0 {
+        let values: Vec<&MetricValues> = self.per_type.values().collect();
+        let images = values.iter().map(|m| m.images).max().unwrap_or(0);
+        MetricValues::mean(&values, images)
+    }
+}
+
+impl MetricValues {
+    /// The unweighted mean of each metric over `values` (image AUROC over those that have one),
+    /// with `images` as the image count; `None` when `values` is empty.
+    pub fn mean(values: &[&MetricValues], images: usize) -> Option<MetricValues> {
+        if values.is_empty() {
             return None;
         }
-        let mean = |f: &dyn Fn(&MetricValues) -> f64| {
-            self.per_type.values().map(f).sum::<f64>() / n as f64
-        };
-        let image: Vec<f64> = self
-            .per_type
-            .values()
-            .filter_map(|m| m.image_auroc)
-            .collect();
+        let n = values.len() as f64;
+        let mean = |f: fn(&MetricValues) -> f64| values.iter().map(|m| f(m)).sum::<f64>() / n;
+        let image: Vec<f64> = values.iter().filter_map(|m| m.image_auroc).collect();
         Some(MetricValues {
-            pixel_auroc: mean(&|m| m.pixel_auroc),
-            aupro: mean(&|m| m.aupro),
-            pixel_ap: mean(&|m| m.pixel_ap),
-            f1_max: mean(&|m| m.f1_max),
-            f1_threshold: mean(&|m| m.f1_threshold),
+            pixel_auroc: mean(|m| m.pixel_auroc),
+            aupro: mean(|m| m.aupro),
+            pixel_ap: mean(|m| m.pixel_ap),
+            f1_max: mean(|m| m.f1_max),
+            f1_threshold: mean(|m| m.f1_threshold),
             image_auroc: (!image.is_empty())
                 .then(|| image.iter().sum::<f64>() / image.len() as f64),
-            images: self.per_type.values().map(|m| m.images).max().unwrap_or(0),
+            images,
         })
     }
 }

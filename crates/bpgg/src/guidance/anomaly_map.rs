@@ -1,4 +1,4 @@
-//! Map post-processing, the one place it lives (DESIGN §1 step 3): bilinear upsampling of the
+//! Map post-processing, the one place it lives (`docs/ARCHITECTURE.md`, "The method"): bilinear upsampling of the
 //! defect probability to the image, Gaussian smoothing (σ = 4 px), thresholding.
 //!
 //! Upsampling and blurring are both separable linear operators, so they are folded into one
@@ -14,7 +14,7 @@ use crate::{Error, Result};
 #[serde(default, deny_unknown_fields)]
 pub struct AnomalyMapConfig {
     /// Standard deviation of the Gaussian smoothing in output pixels; `0` disables it.
-    /// Default 4.0 (the value used by PatchCore-style pipelines and our DESIGN).
+    /// Default 4.0 (the value used by PatchCore-style pipelines).
     pub sigma_px: f32,
     /// Kernel radius in standard deviations: `radius = round(truncate · σ)` pixels (as
     /// `scipy.ndimage.gaussian_filter`). Default 4.0.

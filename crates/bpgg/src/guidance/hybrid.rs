@@ -1,4 +1,4 @@
-//! The hybrid score (ours, DESIGN §1 step 7): the BPGG defect probability mixed with the k-NN
+//! The hybrid score (ours; `docs/ARCHITECTURE.md`, "The method"): the BPGG defect probability mixed with the k-NN
 //! distance to the normal supports.
 //!
 //! The two signals live on different scales: the probability is in `[0, 1]` with its decision

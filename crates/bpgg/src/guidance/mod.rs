@@ -1,4 +1,4 @@
-//! Guidance (DESIGN §1 steps 3, 4, 7): query pixels are scored against the prototypes, the
+//! Guidance (`docs/ARCHITECTURE.md`, "The method"): query pixels are scored against the prototypes, the
 //! defect probability becomes an anomaly map, the reverse branch checks the query's
 //! prediction against the supports, and the hybrid mixes in the k-NN distance.
 

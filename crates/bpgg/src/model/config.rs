@@ -14,6 +14,17 @@ use crate::{Error, Result};
 /// Images are resized to this square side before encoding (the usual MVTec protocol).
 pub const DEFAULT_IMAGE_SIZE: u32 = 256;
 
+/// Checks a square model input side: a multiple of 16 (the deepest stride the features use) in
+/// `32..=4096`.
+pub fn validate_image_size(size: u32) -> Result<()> {
+    if !(32..=4096).contains(&size) || !size.is_multiple_of(16) {
+        return Err(Error::InvalidConfig(format!(
+            "image size must be a multiple of 16 in 32..=4096, got {size}"
+        )));
+    }
+    Ok(())
+}
+
 /// How query pixels are scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -130,12 +141,7 @@ impl Default for ModelConfig {
 impl ModelConfig {
     /// Checks every field once, at the boundary.
     pub fn validate(&self) -> Result<()> {
-        if !(32..=4096).contains(&self.image_size) || !self.image_size.is_multiple_of(16) {
-            return Err(Error::InvalidConfig(format!(
-                "image size must be a multiple of 16 in 32..=4096, got {}",
-                self.image_size
-            )));
-        }
+        validate_image_size(self.image_size)?;
         crate::guidance::validate_tau(self.tau)?;
         self.prototype.validate()?;
         self.reverse.validate()?;

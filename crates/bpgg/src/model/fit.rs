@@ -72,17 +72,20 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
         ..config.clone()
     };
     if config.scoring.uses_prototypes() && k == 0 {
-        return Err(Error::InvalidConfig(format!(
-            "scoring `{}` needs at least one defect image with its mask; with normal images only, \
-             use --scoring knn",
-            config.scoring
-        )));
+        return Err(Error::MissingSupports {
+            scoring: config.scoring,
+            needs: "at least one defect image with its mask (with normal images only, knn \
+                    scoring works)"
+                .into(),
+            defects: true,
+        });
     }
     if config.scoring.uses_memory_bank() && n < 2 {
-        return Err(Error::InvalidConfig(format!(
-            "scoring `{}` needs at least 2 normal images, got {n}",
-            config.scoring
-        )));
+        return Err(Error::MissingSupports {
+            scoring: config.scoring,
+            needs: format!("at least 2 normal images, got {n}"),
+            defects: false,
+        });
     }
     if k == 0 && n == 0 {
         return Err(Error::InvalidConfig("no support images".into()));
@@ -117,7 +120,8 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
             return Err(Error::invalid_data(
                 name,
                 format!(
-                    "the defect vanishes when the mask is resized to {size}x{size}; raise --size"
+                    "the defect vanishes when the mask is resized to {size}x{size}; use a larger \
+                     image size"
                 ),
             ));
         }
@@ -164,10 +168,11 @@ pub fn fit_features(
     let prototypes = match (config.scoring.uses_prototypes(), defects) {
         (true, Some((f, m))) => Some(build_prototypes(f, m, normals, &config.prototype)?),
         (true, None) => {
-            return Err(Error::InvalidConfig(format!(
-                "scoring `{}` needs defect supports",
-                config.scoring
-            )))
+            return Err(Error::MissingSupports {
+                scoring: config.scoring,
+                needs: "defect supports".into(),
+                defects: true,
+            })
         }
         (false, _) => None,
     };
@@ -177,10 +182,11 @@ pub fn fit_features(
             Some(leave_one_out_distances(nf, &config.knn)?),
         ),
         (true, None) => {
-            return Err(Error::InvalidConfig(format!(
-                "scoring `{}` needs normal supports",
-                config.scoring
-            )))
+            return Err(Error::MissingSupports {
+                scoring: config.scoring,
+                needs: "normal supports".into(),
+                defects: false,
+            })
         }
         (false, _) => (None, None),
     };

@@ -96,7 +96,7 @@ impl FittedModel {
             }
         };
         match self.config.scoring {
-            Scoring::Auto => Err(Error::InvalidConfig(
+            Scoring::Auto => Err(Error::State(
                 "scoring `auto` is resolved when the model is fitted".into(),
             )),
             Scoring::Bpgg => self.defect_probability(feats),
@@ -104,7 +104,7 @@ impl FittedModel {
             Scoring::Hybrid => {
                 let scale = self
                     .knn_scale
-                    .ok_or_else(|| Error::InvalidConfig("hybrid model has no k-NN scale".into()))?;
+                    .ok_or_else(|| Error::State("hybrid model has no k-NN scale".into()))?;
                 hybrid_score(
                     &self.defect_probability(feats)?,
                     &dist()?,
@@ -118,13 +118,13 @@ impl FittedModel {
     fn memory(&self) -> Result<&MemoryBank> {
         self.memory
             .as_ref()
-            .ok_or_else(|| Error::InvalidConfig("model has no normal memory bank".into()))
+            .ok_or_else(|| Error::State("model has no normal memory bank".into()))
     }
 
     /// The BPGG defect probability, with the reverse branch when it is on.
     fn defect_probability(&self, feats: &Tensor) -> Result<Tensor> {
         let bank = self.prototypes.as_ref().ok_or_else(|| {
-            Error::InvalidConfig("model has no prototypes (fitted without defect supports)".into())
+            Error::State("model has no prototypes (fitted without defect supports)".into())
         })?;
         let tau = self.config.tau;
         let prob = defect_probability(feats, bank, tau)?;

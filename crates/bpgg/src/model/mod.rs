@@ -9,7 +9,7 @@ mod fitted;
 pub mod head;
 mod prediction;
 
-pub use config::{ModelConfig, Scoring, DEFAULT_IMAGE_SIZE};
+pub use config::{validate_image_size, ModelConfig, Scoring, DEFAULT_IMAGE_SIZE};
 pub use encoder::Encoder;
 pub use file::{MODEL_FORMAT, MODEL_VERSION};
 pub use fit::{fit, fit_features, SupportSet};

@@ -116,7 +116,7 @@ pub(crate) fn apply_separable(
 ) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     if h != rows.in_len || w != cols.in_len {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::ShapeMismatch(format!(
             "resample: input grid {h}x{w} does not match the operator's {}x{}",
             rows.in_len, cols.in_len
         )));

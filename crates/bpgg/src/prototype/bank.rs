@@ -1,4 +1,4 @@
-//! The prototype bank of an episode: defect and normal prototypes (DESIGN §1 step 2).
+//! The prototype bank of an episode: defect and normal prototypes (`docs/ARCHITECTURE.md`, "The method").
 
 use candle_core::{DType, Tensor};
 

@@ -10,7 +10,7 @@ pub const MASK_EPS: f64 = 1e-5;
 
 /// Where masked average pooling happens.
 ///
-/// DESIGN §1 resizes the features to the mask's resolution. Since both pooling and resizing
+/// The method (`docs/ARCHITECTURE.md`) resizes the features to the mask's resolution. Since both pooling and resizing
 /// are linear, `Σ_X up(f)(X)·m(X) = Σ_x f(x)·(upᵀ m)(x)`: pooling on the feature grid with the
 /// mask mapped down by the adjoint of the upsampling is *exactly* the same thing. The adjoint of
 /// bilinear upsampling is, up to its slightly wider footprint at the borders of each cell, the

@@ -9,7 +9,7 @@ use super::optim::OptimizerKind;
 use crate::backbone::BackboneConfig;
 use crate::guidance::{validate_tau, DEFAULT_TAU};
 use crate::model::DEFAULT_HEAD_HIDDEN;
-use crate::model::DEFAULT_IMAGE_SIZE;
+use crate::model::{validate_image_size, DEFAULT_IMAGE_SIZE};
 use crate::{Error, Result};
 
 /// Share of the episodes spent warming the learning rate up linearly; the rest follow a cosine
@@ -84,12 +84,7 @@ impl TrainConfig {
     /// Checks every field once.
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(Error::InvalidConfig(m));
-        if !(32..=4096).contains(&self.image_size) || !self.image_size.is_multiple_of(16) {
-            return fail(format!(
-                "image size must be a multiple of 16 in 32..=4096, got {}",
-                self.image_size
-            ));
-        }
+        validate_image_size(self.image_size)?;
         validate_tau(self.loss.tau)?;
         if !(self.loss.reverse_weight.is_finite() && self.loss.reverse_weight >= 0.0) {
             return fail(format!(

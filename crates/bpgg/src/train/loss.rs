@@ -1,4 +1,4 @@
-//! The bidirectional episode loss (DESIGN §1.4, PANet's prototype alignment):
+//! The bidirectional episode loss (`docs/ARCHITECTURE.md`, "The method"; PANet's prototype alignment):
 //! `L = CE(query | support prototypes) + λ · CE(support | query prototypes)`.
 //!
 //! The prototypes and logits come from the same functions inference uses

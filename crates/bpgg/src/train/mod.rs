@@ -1,4 +1,4 @@
-//! Episodic meta-training (DESIGN §1.4-1.5): a projection head on the frozen features is
+//! Episodic meta-training (`docs/ARCHITECTURE.md`, "The method"): a projection head on the frozen features is
 //! trained on base defect types with the bidirectional loss, so that support and query align in
 //! one metric space; fit/predict/eval then use the trained head.
 

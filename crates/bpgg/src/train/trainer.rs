@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 
-use super::checkpoint::{load_checkpoint, save_checkpoint, HistoryEntry, TrainState};
+use super::checkpoint::{load_checkpoint, save_checkpoint, Checkpoint, HistoryEntry, TrainState};
 use super::config::TrainConfig;
 use super::data::{EpisodeDraw, Flip, TrainSet};
 use super::loss::{episode_loss, EpisodeTensors};
@@ -92,8 +92,82 @@ pub fn train(
     mut on_event: impl FnMut(TrainEvent<'_>) -> ControlFlow<()>,
 ) -> Result<TrainOutcome> {
     config.validate()?;
+    let resumed = open_run(config, out_dir, resume, device)?;
+    let encode_start = Instant::now();
+    let encoder = Encoder::new(&config.backbone, config.image_size, device)?;
+    let set = TrainSet::build(
+        &config.sources,
+        &encoder,
+        limits,
+        config.seed,
+        |done, total| {
+            let _ = on_event(TrainEvent::Encoding { done, total });
+        },
+    )?;
+    set.check(config.episode)?;
+    let encode_seconds = encode_start.elapsed().as_secs_f64();
+    let mut run = Run::start(config, out_dir, set, resumed, device)?;
+
+    if run.state.episode == 0 {
+        run.state.initial_val_ap = Some(run.validate()?);
+    }
+    let _ = on_event(TrainEvent::Start {
+        episode: run.state.episode,
+        total: config.episodes,
+        initial_val_ap: run.state.initial_val_ap,
+    });
+    let mut step_seconds = 0.0;
+    let mut steps_here = 0usize;
+    let mut stopped = false;
+    while run.state.episode < config.episodes {
+        let start = Instant::now();
+        let (loss, lr) = run.step()?;
+        step_seconds += start.elapsed().as_secs_f64();
+        steps_here += 1;
+        let episode = run.state.episode;
+        let _ = on_event(TrainEvent::Step { episode, loss, lr });
+
+        let done = episode == config.episodes;
+        if episode % config.val_every == 0 || done {
+            let best = run.validate_and_keep_best(lr)?;
+            let entry = run.state.history.last().expect("just validated");
+            let _ = on_event(TrainEvent::Validated { entry, best });
+        }
+        if episode % config.checkpoint_every == 0 || done {
+            run.checkpoint()?;
+            let flow = on_event(TrainEvent::Checkpoint {
+                episode,
+                path: &run.last_path,
+            });
+            if flow.is_break() && !done {
+                stopped = true;
+                break;
+            }
+        }
+    }
+    Ok(TrainOutcome {
+        state: run.state,
+        last: run.last_path,
+        best: run.best_path,
+        episodes_per_second: if step_seconds > 0.0 {
+            steps_here as f64 / step_seconds
+        } else {
+            0.0
+        },
+        encode_seconds,
+        stopped,
+    })
+}
+
+/// Opens the run folder: with `resume`, the checkpoint to continue (same settings required, stale
+/// temp files removed); without, refuses a folder that already holds a run.
+fn open_run(
+    config: &TrainConfig,
+    out_dir: &Path,
+    resume: bool,
+    device: &Device,
+) -> Result<Option<Checkpoint>> {
     let last_path = out_dir.join(LAST_CHECKPOINT);
-    let best_path = out_dir.join(BEST_CHECKPOINT);
     let resumed = match (resume, last_path.exists()) {
         (true, true) => {
             let ckpt = load_checkpoint(&last_path, device)?;
@@ -112,170 +186,179 @@ pub fn train(
             Some(ckpt)
         }
         (true, false) => {
-            return Err(Error::invalid_data(
-                &last_path,
-                "nothing to resume (no checkpoint); start without --resume",
-            ))
+            return Err(Error::TrainingRun {
+                path: out_dir.to_path_buf(),
+                exists: false,
+            })
         }
         (false, true) => {
-            return Err(Error::invalid_data(
-                out_dir,
-                "already holds a training run; pass --resume to continue it or choose another \
-                 output folder",
-            ))
+            return Err(Error::TrainingRun {
+                path: out_dir.to_path_buf(),
+                exists: true,
+            })
         }
         (false, false) => None,
     };
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    Ok(resumed)
+}
 
-    let encode_start = Instant::now();
-    let encoder = Encoder::new(&config.backbone, config.image_size, device)?;
-    let set = TrainSet::build(
-        &config.sources,
-        &encoder,
-        limits,
-        config.seed,
-        |done, total| {
-            let _ = on_event(TrainEvent::Encoding { done, total });
-        },
-    )?;
-    set.check(config.episode)?;
-    let encode_seconds = encode_start.elapsed().as_secs_f64();
-    let channels = set.images[0].features.dim(1)?;
+/// A run in progress: the encoded data, the head's variables, the optimiser and where training
+/// stands.
+struct Run<'a> {
+    config: &'a TrainConfig,
+    out_dir: &'a Path,
+    last_path: PathBuf,
+    best_path: PathBuf,
+    set: TrainSet,
+    vars: [candle_core::Var; 4],
+    optimizer: Optimizer,
+    state: TrainState,
+    /// The validation episodes (the same at every validation).
+    val_draws: Vec<EpisodeDraw>,
+    /// Losses since the last validation.
+    window: Window,
+}
 
-    let (head, mut state) = match &resumed {
-        Some(c) => (c.head.clone(), c.state.clone()),
-        None => {
-            let head_config = HeadConfig {
-                channels,
-                hidden: config.head_hidden,
-            };
-            (
-                ProjectionHead::init(head_config, config.seed, device)?,
-                TrainState::default(),
-            )
+impl<'a> Run<'a> {
+    /// A fresh head (or the resumed one with its optimiser state), and the run's config file.
+    fn start(
+        config: &'a TrainConfig,
+        out_dir: &'a Path,
+        set: TrainSet,
+        resumed: Option<Checkpoint>,
+        device: &Device,
+    ) -> Result<Self> {
+        let last_path = out_dir.join(LAST_CHECKPOINT);
+        let channels = set.images[0].features.dim(1)?;
+        let (head, state) = match &resumed {
+            Some(c) => (c.head.clone(), c.state.clone()),
+            None => {
+                let head_config = HeadConfig {
+                    channels,
+                    hidden: config.head_hidden,
+                };
+                (
+                    ProjectionHead::init(head_config, config.seed, device)?,
+                    TrainState::default(),
+                )
+            }
+        };
+        if head.config().channels != channels {
+            return Err(Error::invalid_data(
+                &last_path,
+                format!(
+                    "head takes {} channels but the backbone gives {channels}",
+                    head.config().channels
+                ),
+            ));
         }
-    };
-    if head.config().channels != channels {
-        return Err(Error::invalid_data(
-            &last_path,
-            format!(
-                "head takes {} channels but the backbone gives {channels}",
-                head.config().channels
-            ),
-        ));
-    }
-    let vars = head.to_vars()?;
-    let mut optimizer = Optimizer::new(config.optimizer, config.weight_decay, &vars)?;
-    if let Some(c) = &resumed {
-        optimizer.restore(&last_path, c.optimizer_steps, |n| {
-            c.optimizer.get(n).cloned()
-        })?;
-    }
-    let current_head = || ProjectionHead::from_vars(&vars);
-    write_atomic(
-        &out_dir.join(CONFIG_FILE),
-        serde_json::to_string_pretty(config)
-            .map_err(|source| Error::Json {
-                path: out_dir.join(CONFIG_FILE),
-                source,
-            })?
-            .as_bytes(),
-    )?;
-
-    let val_draws: Vec<EpisodeDraw> = (0..config.val_episodes)
-        .map(|i| {
-            let mut rng = SplitMix64::with_label(config.seed, &format!("validation {i}"));
-            set.draw(&set.val, config.episode, &mut rng)
+        let vars = head.to_vars()?;
+        let mut optimizer = Optimizer::new(config.optimizer, config.weight_decay, &vars)?;
+        if let Some(c) = &resumed {
+            optimizer.restore(&last_path, c.optimizer_steps, |n| {
+                c.optimizer.get(n).cloned()
+            })?;
+        }
+        write_atomic(
+            &out_dir.join(CONFIG_FILE),
+            serde_json::to_string_pretty(config)
+                .map_err(|source| Error::Json {
+                    path: out_dir.join(CONFIG_FILE),
+                    source,
+                })?
+                .as_bytes(),
+        )?;
+        let val_draws: Vec<EpisodeDraw> = (0..config.val_episodes)
+            .map(|i| {
+                let mut rng = SplitMix64::with_label(config.seed, &format!("validation {i}"));
+                set.draw(&set.val, config.episode, &mut rng)
+            })
+            .collect();
+        Ok(Self {
+            config,
+            out_dir,
+            last_path,
+            best_path: out_dir.join(BEST_CHECKPOINT),
+            set,
+            vars,
+            optimizer,
+            state,
+            val_draws,
+            window: Window::default(),
         })
-        .collect();
-
-    if state.episode == 0 {
-        state.initial_val_ap = Some(validate(&set, &val_draws, &current_head(), config)?);
     }
-    let _ = on_event(TrainEvent::Start {
-        episode: state.episode,
-        total: config.episodes,
-        initial_val_ap: state.initial_val_ap,
-    });
-    let mut window = Window::default();
-    let mut step_seconds = 0.0;
-    let mut steps_here = 0usize;
-    let mut stopped = false;
-    while state.episode < config.episodes {
-        let i = state.episode;
-        let start = Instant::now();
+
+    fn head(&self) -> ProjectionHead {
+        ProjectionHead::from_vars(&self.vars)
+    }
+
+    /// One episode: draw it from (seed, episode number) alone, so a resumed run draws what an
+    /// uninterrupted one would; loss, backward, update. Returns the loss and learning rate.
+    fn step(&mut self) -> Result<(f32, f64)> {
+        let config = self.config;
+        let i = self.state.episode;
         let mut rng = SplitMix64::with_label(config.seed, &format!("episode {i}"));
-        let draw = set.draw(&set.train, config.episode, &mut rng);
-        let episode = episode_tensors(&set, &draw, config.augment.then_some(&mut rng))?;
-        let parts = episode_loss(&current_head(), &episode, &config.loss)?;
+        let draw = self.set.draw(&self.set.train, config.episode, &mut rng);
+        let episode = episode_tensors(&self.set, &draw, config.augment.then_some(&mut rng))?;
+        let parts = episode_loss(&self.head(), &episode, &config.loss)?;
         let loss = parts.total.to_scalar::<f32>()?;
         if !loss.is_finite() {
-            return Err(Error::InvalidConfig(format!(
-                "the loss became {loss} at episode {}; lower --lr",
+            return Err(Error::State(format!(
+                "the training loss became {loss} at episode {}",
                 i + 1
             )));
         }
         let grads = parts.total.backward()?;
         let lr = config.lr_at(i);
-        optimizer.step(&vars, &grads, lr)?;
-        step_seconds += start.elapsed().as_secs_f64();
-        steps_here += 1;
-        window.add(loss, parts.query, parts.reverse);
-        state.episode = i + 1;
-        let _ = on_event(TrainEvent::Step {
-            episode: state.episode,
-            loss,
-            lr,
-        });
-
-        let done = state.episode == config.episodes;
-        if state.episode % config.val_every == 0 || done {
-            let val_ap = validate(&set, &val_draws, &current_head(), config)?;
-            let entry = window.take(state.episode, lr, val_ap);
-            let best = state.best.is_none_or(|(_, ap)| val_ap > ap);
-            if best {
-                state.best = Some((state.episode, val_ap));
-            }
-            state.history.push(entry);
-            if best {
-                save_checkpoint(&best_path, config, &state, &current_head(), None)?;
-            }
-            let entry = state.history.last().expect("just pushed");
-            let _ = on_event(TrainEvent::Validated { entry, best });
-        }
-        if state.episode % config.checkpoint_every == 0 || done {
-            let optim = optimizer.named_state();
-            save_checkpoint(
-                &last_path,
-                config,
-                &state,
-                &current_head(),
-                Some((&optim, optimizer.steps())),
-            )?;
-            write_atomic(&out_dir.join(HISTORY_FILE), history_csv(&state).as_bytes())?;
-            let flow = on_event(TrainEvent::Checkpoint {
-                episode: state.episode,
-                path: &last_path,
-            });
-            if flow.is_break() && !done {
-                stopped = true;
-                break;
-            }
-        }
+        self.optimizer.step(&self.vars, &grads, lr)?;
+        self.window.add(loss, parts.query, parts.reverse);
+        self.state.episode = i + 1;
+        Ok((loss, lr))
     }
-    Ok(TrainOutcome {
-        state,
-        last: last_path,
-        best: best_path,
-        episodes_per_second: if step_seconds > 0.0 {
-            steps_here as f64 / step_seconds
-        } else {
-            0.0
-        },
-        encode_seconds,
-        stopped,
-    })
+
+    /// Validation pixel AP of the current head.
+    fn validate(&self) -> Result<f64> {
+        validate(&self.set, &self.val_draws, &self.head(), self.config)
+    }
+
+    /// Validates, records the history entry and keeps `best.safetensors` when this is the best
+    /// head so far; returns whether it was.
+    fn validate_and_keep_best(&mut self, lr: f64) -> Result<bool> {
+        let val_ap = self.validate()?;
+        let entry = self.window.take(self.state.episode, lr, val_ap);
+        let best = self.state.best.is_none_or(|(_, ap)| val_ap > ap);
+        if best {
+            self.state.best = Some((self.state.episode, val_ap));
+        }
+        self.state.history.push(entry);
+        if best {
+            save_checkpoint(
+                &self.best_path,
+                self.config,
+                &self.state,
+                &self.head(),
+                None,
+            )?;
+        }
+        Ok(best)
+    }
+
+    /// Writes `last.safetensors` (head and optimiser) and the history.
+    fn checkpoint(&self) -> Result<()> {
+        let optim = self.optimizer.named_state();
+        save_checkpoint(
+            &self.last_path,
+            self.config,
+            &self.state,
+            &self.head(),
+            Some((&optim, self.optimizer.steps())),
+        )?;
+        write_atomic(
+            &self.out_dir.join(HISTORY_FILE),
+            history_csv(&self.state).as_bytes(),
+        )
+    }
 }
 
 /// The tensors of a drawn episode; with `augment`, every image gets a random flip.

@@ -128,7 +128,10 @@ fn bpgg_scoring_without_defects_and_broken_model_files_are_clear_errors() -> Res
     let err = fit(&encoder, &supports, &config(Scoring::Bpgg))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("--scoring knn"), "{err}");
+    assert!(
+        err.contains("scoring `bpgg` needs at least one defect image"),
+        "{err}"
+    );
 
     let path = dir.path().join("m.bpgg");
     model.save(&path)?;

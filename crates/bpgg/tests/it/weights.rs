@@ -14,6 +14,8 @@ use bpgg::backbone::weights::{
 use bpgg::Error;
 use candle_core::{DType, Device, Tensor};
 
+use crate::pickles::legacy_checkpoint;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/weights")
@@ -337,19 +339,10 @@ fn real_efficientnet_lite0_checkpoint_matches_reference() -> Result<()> {
     Ok(())
 }
 
-/// Writes the legacy header pickles of `hostile_os_system.pth`, then `main`, then an empty
-/// storage-key list, to a temp file.
+/// Writes [`legacy_checkpoint`] around `main` to a temp file.
 fn legacy_with_main_pickle(dir: &Path, name: &str, main: &[u8]) -> Result<PathBuf> {
-    let hostile = std::fs::read(fixture("hostile_os_system.pth"))?;
-    let start = hostile
-        .windows(5)
-        .position(|w| w == b"\x80\x02cos")
-        .expect("the os.system pickle follows the header pickles");
-    let mut data = hostile[..start].to_vec();
-    data.extend_from_slice(main);
-    data.extend_from_slice(b"\x80\x02].");
     let path = dir.join(name);
-    std::fs::write(&path, data)?;
+    std::fs::write(&path, legacy_checkpoint(main))?;
     Ok(path)
 }
 
