@@ -57,6 +57,7 @@ pub mod error;
 pub mod eval;
 pub mod guidance;
 pub mod io;
+pub(crate) mod kernels;
 pub mod model;
 pub mod ops;
 pub mod prototype;

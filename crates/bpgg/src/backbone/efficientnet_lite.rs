@@ -34,9 +34,8 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
-use super::conv::{conv2d_fused, Activation, FusedConvParams};
-use super::depthwise::depthwise_conv2d;
 use super::features::{FeatureExtractor, FeatureMap, FeatureMaps};
+use crate::kernels::{conv2d_fused, depthwise_conv2d, Activation, FusedConvParams};
 use crate::{Error, Result};
 
 /// The name [`FeatureExtractor::name`] returns.

@@ -10,8 +10,7 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
-use super::conv::{conv2d_fused_packed, Activation, FusedConvParams};
-use super::direct_conv::PackedConvWeight;
+use crate::kernels::{conv2d_direct, conv2d_fused, Activation, FusedConvParams, PackedConvWeight};
 use crate::{Error, Result};
 
 /// torchvision's BatchNorm epsilon (`nn.BatchNorm2d` default).
@@ -196,14 +195,12 @@ impl FrozenConv2d {
             padding: (p, p, p, p),
             activation,
         };
-        conv2d_fused_packed(
-            x,
-            &self.weight,
-            self.packed.as_ref(),
-            &self.bias,
-            residual,
-            &params,
-        )
+        match &self.packed {
+            Some(packed) if packed.accepts(x) => {
+                conv2d_direct(x, packed, &self.bias, residual, &params)
+            }
+            _ => conv2d_fused(x, &self.weight, &self.bias, residual, &params),
+        }
     }
 }
 

@@ -4,15 +4,10 @@
 //! it was trained with. BatchNorm always uses its running statistics (eval mode).
 
 mod combine;
-mod conv;
-mod depthwise;
-mod direct_conv;
 pub mod efficientnet_lite;
 mod features;
 mod frozen_conv;
 pub mod imagenet;
-mod max_pool;
-mod phased;
 pub mod resnet;
 mod select;
 pub mod synthetic_weights;

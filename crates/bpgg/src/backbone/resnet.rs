@@ -14,11 +14,10 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
-use super::conv::Activation;
 use super::frozen_conv::{ConvGeometry, FrozenConv2d};
 use super::imagenet::normalize_imagenet;
-use super::max_pool::max_pool2d;
 use super::{FeatureExtractor, FeatureMap, FeatureMaps};
+use crate::kernels::{max_pool2d, Activation};
 use crate::{Error, Result};
 
 /// The selectable layers: the outputs of torchvision's `layer1` .. `layer4` stages.

@@ -26,11 +26,10 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
-use super::conv::Activation;
 use super::frozen_conv::{ConvGeometry, FrozenConv2d};
 use super::imagenet::normalize_imagenet;
-use super::max_pool::max_pool2d;
 use super::{FeatureExtractor, FeatureMap, FeatureMaps};
+use crate::kernels::{max_pool2d, Activation};
 use crate::{Error, Result};
 
 /// Output channels of VGG-16's convolutions, `None` for a max pool (configuration D).

@@ -22,56 +22,11 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::direct_conv::{DirectConv, PackedConvWeight};
-use super::phased::PlaneGeometry;
+use super::{is_cpu_f32, with_cpu_f32, with_scratch, Activation, ConvShape, FusedConvParams};
 use crate::Result;
-
-/// Zero padding of the two spatial axes: `(top, bottom, left, right)`.
-pub(crate) type Padding2d = (usize, usize, usize, usize);
-
-/// The elementwise function a fused convolution applies to its output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Activation {
-    Identity,
-    Relu,
-    /// `min(max(x, 0), 6)` (MobileNet / EfficientNet-Lite).
-    Relu6,
-}
-
-/// ReLU6's upper clamp.
-pub(crate) const RELU6_MAX: f32 = 6.0;
-
-impl Activation {
-    /// Applies the activation in place.
-    pub(crate) fn apply_in_place(self, values: &mut [f32]) {
-        match self {
-            Activation::Identity => {}
-            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::Relu6 => values.iter_mut().for_each(|v| *v = v.clamp(0.0, RELU6_MAX)),
-        }
-    }
-
-    /// The activation through candle ops (any device, any float dtype).
-    pub(crate) fn apply(self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Activation::Identity => x.clone(),
-            Activation::Relu => x.relu()?,
-            Activation::Relu6 => x.clamp(0f64, f64::from(RELU6_MAX))?,
-        })
-    }
-}
-
-/// Stride, padding and activation of a fused convolution (the kernel size comes from the
-/// weight).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FusedConvParams {
-    pub stride: usize,
-    pub padding: Padding2d,
-    pub activation: Activation,
-}
 
 /// `act(conv(x_pad, weight) + bias [+ residual])` with groups = 1.
 ///
@@ -87,39 +42,10 @@ pub(crate) fn conv2d_fused(
     residual: Option<&Tensor>,
     params: &FusedConvParams,
 ) -> Result<Tensor> {
-    conv2d_fused_packed(x, weight, None, bias, residual, params)
-}
-
-/// [`conv2d_fused`] that runs the direct AVX-512 kernel ([`super::direct_conv`]) when `packed`
-/// (the same weight, packed) is given and fits the shape.
-///
-/// # Shapes
-/// As [`conv2d_fused`].
-pub(crate) fn conv2d_fused_packed(
-    x: &Tensor,
-    weight: &Tensor,
-    packed: Option<&PackedConvWeight>,
-    bias: &Tensor,
-    residual: Option<&Tensor>,
-    params: &FusedConvParams,
-) -> Result<Tensor> {
-    let geometry = ConvShape::new(x, weight, bias, params)?;
-    if let Some(r) = residual {
-        if r.dims() != geometry.output_dims() {
-            return Err(candle_core::Error::ShapeMismatchBinaryOp {
-                lhs: geometry.output_dims().as_slice().into(),
-                rhs: r.shape().clone(),
-                op: "conv2d_fused residual",
-            }
-            .into());
-        }
-    }
-    let on_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if on_cpu_f32(x) && on_cpu_f32(weight) && on_cpu_f32(bias) && residual.is_none_or(on_cpu_f32) {
-        let direct = packed.filter(|p| p.fits(geometry.c_out, geometry.c_in, geometry.kernel));
-        if let Some(packed) = direct {
-            return conv2d_direct_cpu(x, packed, bias, residual, params, &geometry);
-        }
+    let weight_dims = weight.dims4()?;
+    let weight_dims = [weight_dims.0, weight_dims.1, weight_dims.2, weight_dims.3];
+    let geometry = ConvShape::new(x, weight_dims, bias, residual, params)?;
+    if is_cpu_f32(x) && is_cpu_f32(weight) && is_cpu_f32(bias) && residual.is_none_or(is_cpu_f32) {
         return conv2d_fused_cpu(x, weight, bias, residual, params, &geometry);
     }
     let (top, bottom, left, right) = params.padding;
@@ -135,100 +61,17 @@ pub(crate) fn conv2d_fused_packed(
     params.activation.apply(&y)
 }
 
-/// The checked sizes of one convolution.
-#[derive(Debug, Clone, Copy)]
-struct ConvShape {
-    batch: usize,
-    c_in: usize,
-    h: usize,
-    w: usize,
-    c_out: usize,
-    kernel: usize,
-    stride: usize,
-    padding: Padding2d,
-    out_h: usize,
-    out_w: usize,
-}
-
+/// The im2col matrix's sizes.
 impl ConvShape {
-    fn new(x: &Tensor, weight: &Tensor, bias: &Tensor, params: &FusedConvParams) -> Result<Self> {
-        let (batch, c_in, h, w) = x.dims4()?;
-        let (c_out, w_in, k, k2) = weight.dims4()?;
-        let (top, bottom, left, right) = params.padding;
-        let (padded_h, padded_w) = (h + top + bottom, w + left + right);
-        let s = params.stride;
-        if w_in != c_in || k != k2 || bias.dims1()? != c_out {
-            return Err(kernel_error(format!(
-                "conv2d_fused: input {:?}, weight {:?}, bias {:?} do not fit",
-                x.shape(),
-                weight.shape(),
-                bias.shape()
-            )));
-        }
-        if s == 0 || k == 0 || padded_h < k || padded_w < k {
-            return Err(kernel_error(format!(
-                "conv2d_fused: stride {s}, kernel {k} on {h}x{w} + padding {:?}",
-                params.padding
-            )));
-        }
-        Ok(Self {
-            batch,
-            c_in,
-            h,
-            w,
-            c_out,
-            kernel: k,
-            stride: s,
-            padding: params.padding,
-            out_h: (padded_h - k) / s + 1,
-            out_w: (padded_w - k) / s + 1,
-        })
-    }
-
-    fn output_dims(&self) -> [usize; 4] {
-        [self.batch, self.c_out, self.out_h, self.out_w]
-    }
-
     /// Rows of the im2col matrix (the gemm's inner dimension).
     fn patch_len(&self) -> usize {
         self.c_in * self.kernel * self.kernel
-    }
-
-    /// Columns of the im2col matrix: output pixels per image.
-    fn out_pixels(&self) -> usize {
-        self.out_h * self.out_w
     }
 
     /// A 1x1 stride-1 unpadded convolution reads its input as the im2col matrix.
     fn is_pointwise(&self) -> bool {
         self.kernel == 1 && self.stride == 1 && self.padding == (0, 0, 0, 0)
     }
-}
-
-/// A shape or storage error of a kernel, as candle reports its own.
-pub(crate) fn kernel_error(message: String) -> crate::Error {
-    candle_core::Error::Msg(message).into()
-}
-
-/// Runs `f` on the contiguous `f32` data of a CPU tensor.
-pub(crate) fn with_cpu_f32<R>(
-    t: &Tensor,
-    what: &str,
-    f: impl FnOnce(&[f32]) -> Result<R>,
-) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-        return Err(kernel_error(format!(
-            "{what} must be an f32 CPU tensor, got {:?} on {:?}",
-            t.dtype(),
-            t.device().location()
-        )));
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        return Err(kernel_error(format!("{what} must be contiguous")));
-    };
-    f(&data[start..end])
 }
 
 fn conv2d_fused_cpu(
@@ -253,70 +96,9 @@ fn conv2d_fused_cpu(
     Ok(Tensor::from_vec(out, dims.as_slice(), &Device::Cpu)?)
 }
 
-fn conv2d_direct_cpu(
-    x: &Tensor,
-    packed: &PackedConvWeight,
-    bias: &Tensor,
-    residual: Option<&Tensor>,
-    params: &FusedConvParams,
-    g: &ConvShape,
-) -> Result<Tensor> {
-    let plane = PlaneGeometry {
-        h: g.h,
-        w: g.w,
-        kernel: g.kernel,
-        stride: g.stride,
-        padding: g.padding,
-        out_h: g.out_h,
-        out_w: g.out_w,
-    };
-    let out = with_cpu_f32(x, "conv2d_fused input", |x| {
-        with_cpu_f32(bias, "conv2d_fused bias", |bias| {
-            let conv = |residual: Option<&[f32]>| -> Vec<f32> {
-                DirectConv {
-                    x,
-                    weight: packed,
-                    bias,
-                    residual,
-                    activation: params.activation,
-                    batch: g.batch,
-                    plane,
-                }
-                .run()
-            };
-            match residual {
-                Some(r) => with_cpu_f32(r, "conv2d_fused residual", |r| Ok(conv(Some(r)))),
-                None => Ok(conv(None)),
-            }
-        })
-    })?;
-    let dims = g.output_dims();
-    Ok(Tensor::from_vec(out, dims.as_slice(), &Device::Cpu)?)
-}
-
 thread_local! {
     /// Each thread's im2col buffer, grown to the largest matrix it has built and reused.
     static IM2COL_BUFFER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's im2col buffer of at least `len` values.
-///
-/// The buffer is taken out of the thread-local slot for the duration of `f`: a rayon thread
-/// waiting inside a parallel gemm may pick up another convolution, which then simply gets a
-/// fresh buffer instead of finding this one borrowed.
-fn with_im2col_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buffer = IM2COL_BUFFER.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
-    if buffer.len() < len {
-        buffer.resize(len, 0.0);
-    }
-    let result = f(&mut buffer[..len]);
-    IM2COL_BUFFER.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if slot.len() < buffer.len() {
-            *slot = buffer;
-        }
-    });
-    result
 }
 
 /// Values of one im2col tile (`patch_len × tile pixels`): 512 KiB of `f32`, so that the tile
@@ -383,7 +165,7 @@ impl ImageConv<'_> {
             return;
         }
         let tile_len = g.patch_len() * rows_per_tile * g.out_w;
-        with_im2col_buffer(tile_len, |columns| {
+        with_scratch(&IM2COL_BUFFER, tile_len, |columns| {
             for first_row in (0..g.out_h).step_by(rows_per_tile) {
                 let rows = first_row..(first_row + rows_per_tile).min(g.out_h);
                 let tile_pixels = rows.len() * g.out_w;
@@ -503,7 +285,7 @@ fn gemm_accumulate(lhs: &[f32], rhs: &[f32], dst: &mut [f32], shape: &GemmShape,
 
 /// The output positions `o` in `0..out_len` whose input `o·stride + tap − pad_before` lies in
 /// `0..in_len`.
-pub(crate) fn valid_outputs(
+fn valid_outputs(
     in_len: usize,
     out_len: usize,
     tap: usize,
@@ -586,35 +368,11 @@ fn im2col_row(
 
 #[cfg(test)]
 mod tests {
+    use candle_core::DType;
+
+    use super::super::test_support::{conv_reference as reference, max_abs_diff};
+    use super::super::Padding2d;
     use super::*;
-
-    /// The largest absolute difference between two tensors of the same shape.
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        assert_eq!(a.dims(), b.dims());
-        Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
-    }
-
-    /// Candle's plain ops: pad, conv2d, bias, residual, activation.
-    fn reference(
-        x: &Tensor,
-        weight: &Tensor,
-        bias: &Tensor,
-        residual: Option<&Tensor>,
-        params: &FusedConvParams,
-    ) -> Result<Tensor> {
-        let (top, bottom, left, right) = params.padding;
-        let c_out = weight.dim(0)?;
-        let y = x
-            .pad_with_zeros(2, top, bottom)?
-            .pad_with_zeros(3, left, right)?
-            .conv2d(weight, 0, params.stride, 1, 1)?
-            .broadcast_add(&bias.reshape((1, c_out, 1, 1))?)?;
-        let y = match residual {
-            Some(r) => (y + r)?,
-            None => y,
-        };
-        params.activation.apply(&y)
-    }
 
     struct Case {
         batch: usize,

@@ -7,7 +7,7 @@
 //! the stride, and for all outputs of the plane at once one contiguous run of
 //! `out_h · phase_w` values (the columns past `out_w` of each row are computed and dropped).
 
-use super::conv::Padding2d;
+use super::Padding2d;
 
 /// The sizes of one convolution as seen from one input plane.
 #[derive(Debug, Clone, Copy)]

@@ -11,8 +11,9 @@
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::conv::{kernel_error, with_cpu_f32, Activation, Padding2d};
-use super::phased::{fill_phased, PlaneGeometry};
+use super::{
+    fill_phased, is_cpu_f32, kernel_error, with_cpu_f32, Activation, Padding2d, PlaneGeometry,
+};
 use crate::Result;
 
 /// Output values per rayon task: enough work to pay for the task, enough tasks to balance.
@@ -49,8 +50,7 @@ pub(crate) fn depthwise_conv2d(
             "depthwise_conv2d: stride {stride}, kernel {k} on {h}x{w} + padding {padding:?}"
         )));
     }
-    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
-    if cpu_f32(x) && cpu_f32(weight) && cpu_f32(bias) {
+    if is_cpu_f32(x) && is_cpu_f32(weight) && is_cpu_f32(bias) {
         let geometry = DepthwiseShape {
             channels,
             h,
@@ -119,7 +119,7 @@ fn depthwise_forward(
     out
 }
 
-/// The input plane as zero-padded phase planes ([`super::phased`]), as [`depthwise_plane`]
+/// The input plane as zero-padded phase planes ([`PlaneGeometry`]), as [`depthwise_plane`]
 /// reads it.
 #[derive(Debug)]
 struct PhasedPlane<'a> {
@@ -240,6 +240,7 @@ fn accumulate_taps<const FUSED: bool>(
 mod tests {
     use candle_core::Device;
 
+    use super::super::test_support::max_abs_diff;
     use super::*;
 
     /// Candle's grouped convolution on the zero-padded input, plus bias: the reference.
@@ -256,12 +257,6 @@ mod tests {
             .pad_with_zeros(3, left, right)?
             .conv2d(weight, 0, stride, 1, channels)?
             .broadcast_add(&bias.reshape((1, channels, 1, 1))?)?)
-    }
-
-    /// The largest absolute difference of two tensors of the same shape.
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        assert_eq!(a.dims(), b.dims());
-        Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
     }
 
     /// The direct kernel against candle's grouped convolution on a padded input.

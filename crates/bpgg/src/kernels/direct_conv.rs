@@ -1,9 +1,9 @@
 //! A direct (implicit-gemm) dense convolution for AVX-512 CPUs: no im2col matrix.
 //!
-//! The im2col + gemm path ([`super::conv`]) writes `c_in·k²` values per output pixel, which
+//! The im2col + gemm path ([`super::conv2d_fused`]) writes `c_in·k²` values per output pixel, which
 //! the gemm then packs once more; for ResNet's 3x3 convolutions that data movement costs about
 //! as much as the arithmetic. Here the input of each image is copied once into zero-padded
-//! phase planes ([`super::phased`]), where the `k²` taps of 16 consecutive output pixels of a
+//! phase planes ([`super::PlaneGeometry`]), where the `k²` taps of 16 consecutive output pixels of a
 //! row are 16 consecutive values each, whatever the stride. The micro-kernel keeps a tile of
 //! [`TILE_CHANNELS`] output channels × [`TILE_VECTORS`] vectors of 16 output pixels in
 //! registers and walks the `c_in·k²` taps: one load per pixel vector and one broadcast weight
@@ -17,11 +17,14 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, DType, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::conv::Activation;
-use super::phased::{fill_phased, PlaneGeometry};
+use super::{
+    fill_phased, is_cpu_f32, kernel_error, with_cpu_f32, with_scratch, Activation, ConvShape,
+    FusedConvParams, PlaneGeometry, RELU6_MAX,
+};
+use crate::Result;
 
 /// Output channels of one register tile.
 const TILE_CHANNELS: usize = 8;
@@ -86,6 +89,65 @@ impl PackedConvWeight {
     pub fn fits(&self, c_out: usize, c_in: usize, kernel: usize) -> bool {
         self.c_out == c_out && self.c_in == c_in && self.kernel == kernel
     }
+
+    /// Whether [`conv2d_direct`] runs on `x`: an `f32` CPU tensor of this weight's input
+    /// channels.
+    pub fn accepts(&self, x: &Tensor) -> bool {
+        is_cpu_f32(x) && x.dims4().is_ok_and(|(_, c_in, _, _)| c_in == self.c_in)
+    }
+
+    /// `(c_out, c_in, k, k)` of the weight this was packed from.
+    fn weight_dims(&self) -> [usize; 4] {
+        [self.c_out, self.c_in, self.kernel, self.kernel]
+    }
+}
+
+/// `act(conv(x_pad, weight) + bias [+ residual])` with groups = 1, on the weight packed as
+/// `packed`; callers check [`PackedConvWeight::accepts`] first (otherwise: an error).
+///
+/// # Shapes
+/// - `x`: `(batch, c_in, h, w)`; `bias`: `(c_out,)`; `residual` (optional): the output's shape;
+/// - returns `(batch, c_out, (h + top + bottom − k) / s + 1, (w + left + right − k) / s + 1)`.
+pub(crate) fn conv2d_direct(
+    x: &Tensor,
+    packed: &PackedConvWeight,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+    params: &FusedConvParams,
+) -> Result<Tensor> {
+    let g = ConvShape::new(x, packed.weight_dims(), bias, residual, params)?;
+    if !packed.accepts(x) || !is_cpu_f32(bias) || !residual.is_none_or(is_cpu_f32) {
+        return Err(kernel_error(format!(
+            "conv2d_direct runs on f32 CPU tensors, got {:?} on {:?}",
+            x.dtype(),
+            x.device().location()
+        )));
+    }
+    let out = with_cpu_f32(x, "conv2d_direct input", |x| {
+        with_cpu_f32(bias, "conv2d_direct bias", |bias| {
+            let conv = |residual: Option<&[f32]>| -> Vec<f32> {
+                DirectConv {
+                    x,
+                    weight: packed,
+                    bias,
+                    residual,
+                    activation: params.activation,
+                    batch: g.batch,
+                    plane: g.plane(),
+                }
+                .run()
+            };
+            match residual {
+                Some(r) => with_cpu_f32(r, "conv2d_direct residual", |r| Ok(conv(Some(r)))),
+                None => Ok(conv(None)),
+            }
+        })
+    })?;
+    Ok(Tensor::from_vec(
+        out,
+        g.output_dims().as_slice(),
+        &Device::Cpu,
+    )?)
 }
 
 fn avx512_available() -> bool {
@@ -105,7 +167,7 @@ thread_local! {
 }
 
 /// The operands of one convolution, on contiguous NCHW `f32` data.
-pub(crate) struct DirectConv<'a> {
+struct DirectConv<'a> {
     pub x: &'a [f32],
     pub weight: &'a PackedConvWeight,
     pub bias: &'a [f32],
@@ -127,23 +189,6 @@ impl SharedOut {
     fn get(self) -> *mut f32 {
         self.0
     }
-}
-
-/// Runs `f` with this thread's phased-input buffer of `len` values (reused from call to call;
-/// taken out of its slot meanwhile, so a nested use on the same thread gets a fresh one).
-fn with_phased_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buffer = PHASED_BUFFER.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
-    if buffer.len() < len {
-        buffer.resize(len, 0.0);
-    }
-    let result = f(&mut buffer[..len]);
-    PHASED_BUFFER.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if slot.len() < buffer.len() {
-            *slot = buffer;
-        }
-    });
-    result
 }
 
 /// How the output of one image is cut into register tiles.
@@ -252,7 +297,7 @@ impl DirectConv<'_> {
         let threads = rayon::current_num_threads();
         if self.batch >= threads {
             (0..self.batch).into_par_iter().for_each(|n| {
-                with_phased_buffer(image_phased_len, |phased| {
+                with_scratch(&PHASED_BUFFER, image_phased_len, |phased| {
                     let x = &self.x[n * c_in * in_plane..(n + 1) * c_in * in_plane];
                     for (dst, src) in phased
                         .chunks_exact_mut(phased_len)
@@ -265,7 +310,7 @@ impl DirectConv<'_> {
                 })
             });
         } else {
-            with_phased_buffer(self.batch * image_phased_len, |phased| {
+            with_scratch(&PHASED_BUFFER, self.batch * image_phased_len, |phased| {
                 phased
                     .par_chunks_exact_mut(phased_len)
                     .zip(self.x.par_chunks_exact(in_plane))
@@ -424,7 +469,7 @@ unsafe fn micro_tile<const NV: usize>(image: &ImageOperands, tile: &Tile) {
             }
         }
         let zero = _mm512_setzero_ps();
-        let six = _mm512_set1_ps(super::conv::RELU6_MAX);
+        let six = _mm512_set1_ps(RELU6_MAX);
         for (i, row) in acc.iter().enumerate() {
             let channel_start = (first_channel + i) * image.pixels;
             for (v, &a) in row.iter().enumerate() {
@@ -476,8 +521,8 @@ mod tests {
             assert!(seen.iter().all(|&s| s == 1), "{vectors}: {seen:?}");
         }
     }
-    use crate::backbone::conv::{conv2d_fused_packed, FusedConvParams, Padding2d};
-    use crate::Result;
+    use super::super::test_support::{conv_reference, max_abs_diff};
+    use super::super::Padding2d;
 
     /// The direct kernel against candle's plain ops (pad, conv2d, bias, residual, activation).
     fn check(
@@ -493,34 +538,24 @@ mod tests {
         let x = Tensor::randn(0f32, 1f32, (3, c_in, size, size), &dev)?;
         let weight = Tensor::randn(0f32, 1f32, (c_out, c_in, kernel, kernel), &dev)?;
         let bias = Tensor::randn(0f32, 1f32, c_out, &dev)?;
-        let (top, bottom, left, right) = padding;
-        let plain = x
-            .pad_with_zeros(2, top, bottom)?
-            .pad_with_zeros(3, left, right)?
-            .conv2d(&weight, 0, stride, 1, 1)?
-            .broadcast_add(&bias.reshape((1, c_out, 1, 1))?)?;
-        let residual = Tensor::randn(0f32, 1f32, plain.dims(), &dev)?;
-        let expected = activation.apply(&(plain + &residual)?)?;
-        let Some(packed) = PackedConvWeight::new(&weight) else {
-            eprintln!("no AVX-512: the direct convolution is not used on this CPU");
-            return Ok(());
-        };
-        assert!(packed.fits(c_out, c_in, kernel));
         let params = FusedConvParams {
             stride,
             padding,
             activation,
         };
+        let plain = conv_reference(&x, &weight, &bias, None, &params)?;
+        let residual = Tensor::randn(0f32, 1f32, plain.dims(), &dev)?;
+        let expected = conv_reference(&x, &weight, &bias, Some(&residual), &params)?;
+        let Some(packed) = PackedConvWeight::new(&weight) else {
+            eprintln!("no AVX-512: the direct convolution is not used on this CPU");
+            return Ok(());
+        };
+        assert!(packed.fits(c_out, c_in, kernel));
         for batch in [1, 3] {
             let x = x.narrow(0, 0, batch)?;
             let residual = residual.narrow(0, 0, batch)?;
-            let fast =
-                conv2d_fused_packed(&x, &weight, Some(&packed), &bias, Some(&residual), &params)?;
-            let diff = (fast - expected.narrow(0, 0, batch)?)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let fast = conv2d_direct(&x, &packed, &bias, Some(&residual), &params)?;
+            let diff = max_abs_diff(&fast, &expected.narrow(0, 0, batch)?)?;
             let tolerance = 1e-5 * (c_in * kernel * kernel) as f32;
             assert!(
                 diff <= tolerance,

@@ -6,10 +6,10 @@
 //! the padding handled by window bounds, the planes spread over the rayon pool. Other devices
 //! and dtypes take candle's ops on a `-inf`-padded copy, so callers stay device-agnostic.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::conv::{kernel_error, with_cpu_f32};
+use super::{is_cpu_f32, kernel_error, with_cpu_f32};
 use crate::Result;
 
 /// Output values per rayon task: enough work to pay for the task, enough tasks to balance.
@@ -40,7 +40,7 @@ pub(crate) fn max_pool2d(
     }
     let out_h = (h + 2 * padding - kernel) / stride + 1;
     let out_w = (w + 2 * padding - kernel) / stride + 1;
-    if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+    if !is_cpu_f32(x) {
         let x = pad_neg_inf(x, padding)?;
         return Ok(x.max_pool2d_with_stride(kernel, stride)?);
     }
@@ -154,6 +154,8 @@ struct PoolScratch {
 
 #[cfg(test)]
 mod tests {
+    use candle_core::DType;
+
     use super::*;
 
     /// Against candle's pool on an explicitly `-inf`-padded input.
