@@ -31,10 +31,11 @@
 //!
 //! Returned [`FeatureMap`]s always carry the canonical `blocks.N` name.
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use super::features::{FeatureExtractor, FeatureMap, FeatureMaps};
+use super::frozen_conv::{load_folded_conv, load_weight};
 use crate::kernels::{conv2d_fused, depthwise_conv2d, Activation, FusedConvParams};
 use crate::{Error, Result};
 
@@ -45,8 +46,9 @@ pub const EFFICIENTNET_LITE0_NAME: &str = "efficientnet-lite0";
 const INPUT_OFFSET: f64 = 127.0;
 /// See [`INPUT_OFFSET`].
 const INPUT_SCALE: f64 = 128.0;
-/// The TensorFlow BatchNorm epsilon of the checkpoint (PyTorch's default would be 1e-5).
-const BATCH_NORM_EPS: f64 = 1e-3;
+/// The TensorFlow BatchNorm epsilon of the Lite0 checkpoint (torchvision's is
+/// [`super::TORCHVISION_BATCH_NORM_EPS`]).
+pub const LITE0_BATCH_NORM_EPS: f64 = 1e-3;
 
 /// Channels of the stem convolution's output.
 const STEM_CHANNELS: usize = 32;
@@ -205,29 +207,21 @@ struct FoldedConv {
 }
 
 impl FoldedConv {
-    /// Loads `conv_vb.weight` (no bias) and the BatchNorm at `bn_vb`, and folds them (in f64).
+    /// Loads `{conv_key}.weight` (no bias) and the BatchNorm `{bn_key}.*` after it, and folds
+    /// them (in f64, eps [`LITE0_BATCH_NORM_EPS`]); keys are relative to `vb`.
     fn load(
-        conv_vb: VarBuilder,
-        bn_vb: VarBuilder,
+        vb: &VarBuilder,
+        (conv_key, bn_key): (&str, &str),
         (in_channels, out_channels): (usize, usize),
         kernel: usize,
         stride: usize,
         groups: usize,
     ) -> Result<Self> {
-        let dtype = conv_vb.dtype();
-        let shape = (out_channels, in_channels / groups, kernel, kernel);
-        let weight = conv_vb.get(shape, "weight")?.to_dtype(DType::F64)?;
-        let bn = |name: &str| -> Result<Tensor> {
-            Ok(bn_vb.get(out_channels, name)?.to_dtype(DType::F64)?)
-        };
-        let (gamma, beta) = (bn("weight")?, bn("bias")?);
-        let (mean, var) = (bn("running_mean")?, bn("running_var")?);
-        let scale = (gamma / (var + BATCH_NORM_EPS)?.sqrt()?)?;
-        let weight = weight.broadcast_mul(&scale.reshape((out_channels, 1, 1, 1))?)?;
-        let bias = (beta - (mean * &scale)?)?;
+        let shape = [out_channels, in_channels / groups, kernel, kernel];
+        let (weight, bias) = load_folded_conv(vb, conv_key, bn_key, &shape, LITE0_BATCH_NORM_EPS)?;
         Ok(Self {
-            weight: weight.to_dtype(dtype)?,
-            bias: bias.to_dtype(dtype)?,
+            weight,
+            bias,
             kernel,
             stride,
             groups,
@@ -279,31 +273,30 @@ struct MbConvBlock {
 }
 
 impl MbConvBlock {
-    fn load(vb: VarBuilder, spec: &BlockSpec) -> Result<Self> {
+    /// Loads block `prefix` (`_blocks.N`): `_expand_conv`/`_bn0`, `_depthwise_conv`/`_bn1`,
+    /// `_project_conv`/`_bn2`.
+    fn load(vb: &VarBuilder, prefix: &str, spec: &BlockSpec) -> Result<Self> {
         let hidden = spec.in_channels * spec.expand_ratio;
+        let keys = |conv: &str, bn: &str| (format!("{prefix}.{conv}"), format!("{prefix}.{bn}"));
         let expand = if spec.expand_ratio == 1 {
             None
         } else {
+            let (conv, bn) = keys("_expand_conv", "_bn0");
             let channels = (spec.in_channels, hidden);
-            Some(FoldedConv::load(
-                vb.pp("_expand_conv"),
-                vb.pp("_bn0"),
-                channels,
-                1,
-                1,
-                1,
-            )?)
+            Some(FoldedConv::load(vb, (&conv, &bn), channels, 1, 1, 1)?)
         };
+        let (conv, bn) = keys("_depthwise_conv", "_bn1");
         let depthwise = FoldedConv::load(
-            vb.pp("_depthwise_conv"),
-            vb.pp("_bn1"),
+            vb,
+            (&conv, &bn),
             (hidden, hidden),
             spec.kernel,
             spec.stride,
             hidden,
         )?;
+        let (conv, bn) = keys("_project_conv", "_bn2");
         let channels = (hidden, spec.out_channels);
-        let project = FoldedConv::load(vb.pp("_project_conv"), vb.pp("_bn2"), channels, 1, 1, 1)?;
+        let project = FoldedConv::load(vb, (&conv, &bn), channels, 1, 1, 1)?;
         Ok(Self {
             expand,
             depthwise,
@@ -355,7 +348,8 @@ pub struct EfficientNetLite0 {
 impl EfficientNetLite0 {
     /// Loads the network from a VarBuilder over the checkpoint's own key names (the full
     /// checkpoint, or the trunk without `_conv_head`, `_bn1`, `_fc` when `with_classifier` is
-    /// false). The VarBuilder's device and dtype are the network's.
+    /// false). The VarBuilder's device and dtype are the network's. A missing or misshapen
+    /// tensor is an [`Error::WeightTensor`] naming its key.
     pub fn load(vb: VarBuilder, config: &EfficientNetLiteConfig) -> Result<Self> {
         let specs = lite0_blocks();
         let selected = config.block_indices(specs.len())?;
@@ -364,18 +358,17 @@ impl EfficientNetLite0 {
             _ => specs.len(),
         };
         let stem = FoldedConv::load(
-            vb.pp("_conv_stem"),
-            vb.pp("_bn0"),
+            &vb,
+            ("_conv_stem", "_bn0"),
             (3, STEM_CHANNELS),
             STEM_KERNEL,
             STEM_STRIDE,
             1,
         )?;
-        let blocks_vb = vb.pp("_blocks");
         let blocks = specs[..num_loaded]
             .iter()
             .enumerate()
-            .map(|(i, spec)| MbConvBlock::load(blocks_vb.pp(i), spec))
+            .map(|(i, spec)| MbConvBlock::load(&vb, &format!("_blocks.{i}"), spec))
             .collect::<Result<Vec<_>>>()?;
         let outputs = selected
             .iter()
@@ -388,14 +381,17 @@ impl EfficientNetLite0 {
         let classifier = if config.with_classifier {
             let in_channels = specs[specs.len() - 1].out_channels;
             let head = FoldedConv::load(
-                vb.pp("_conv_head"),
-                vb.pp("_bn1"),
+                &vb,
+                ("_conv_head", "_bn1"),
                 (in_channels, HEAD_CHANNELS),
                 1,
                 1,
                 1,
             )?;
-            let fc = candle_nn::linear(HEAD_CHANNELS, NUM_CLASSES, vb.pp("_fc"))?;
+            let dtype = vb.dtype();
+            let fc_weight = load_weight(&vb, "_fc.weight", &[NUM_CLASSES, HEAD_CHANNELS], dtype)?;
+            let fc_bias = load_weight(&vb, "_fc.bias", &[NUM_CLASSES], dtype)?;
+            let fc = Linear::new(fc_weight, Some(fc_bias));
             Some(Classifier { head, fc })
         } else {
             None
@@ -507,6 +503,43 @@ mod tests {
         assert_eq!(at(10), (16, 112));
         assert_eq!(at(15), (32, 320));
         assert_eq!(blocks[0].expand_ratio, 1);
+    }
+
+    /// A tensor missing from (or misshapen in) the embedded checkpoint is an error naming its
+    /// key, as for the torchvision networks.
+    #[test]
+    fn missing_or_misshapen_weight_is_an_error_naming_the_key() -> Result<()> {
+        use candle_core::{DType, Device};
+
+        let dev = Device::Cpu;
+        let embedded =
+            candle_core::safetensors::load_buffer(super::super::EMBEDDED_EFFICIENTNET_LITE0, &dev)?;
+        let config = EfficientNetLiteConfig::default();
+        let load = |tensors: std::collections::HashMap<String, Tensor>| {
+            EfficientNetLite0::load(VarBuilder::from_tensors(tensors, DType::F32, &dev), &config)
+        };
+        assert!(load(embedded.clone()).is_ok());
+        for key in ["_blocks.3._bn1.running_var", "_conv_stem.weight"] {
+            let mut tensors = embedded.clone();
+            tensors.remove(key);
+            let err = load(tensors).expect_err("a missing tensor must fail");
+            assert!(
+                matches!(&err, Error::WeightTensor { key: k, .. } if k == key),
+                "{err:?}"
+            );
+        }
+        let mut tensors = embedded;
+        let key = "_blocks.5._project_conv.weight";
+        tensors.insert(
+            key.into(),
+            Tensor::zeros((40, 144, 3, 3), DType::F32, &dev)?,
+        );
+        let err = load(tensors).expect_err("a misshapen tensor must fail");
+        assert!(
+            matches!(&err, Error::WeightTensor { key: k, .. } if k == key),
+            "{err:?}"
+        );
+        Ok(())
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::kernels::{conv2d_direct, conv2d_fused, Activation, FusedConvParams, P
 use crate::{Error, Result};
 
 /// torchvision's BatchNorm epsilon (`nn.BatchNorm2d` default).
-pub const BATCH_NORM_EPS: f64 = 1e-5;
+pub const TORCHVISION_BATCH_NORM_EPS: f64 = 1e-5;
 
 /// Reads the tensor `key` (relative to `vb`) and checks its shape.
 ///
@@ -32,7 +32,12 @@ pub(crate) fn load_weight(
             problem: format!("missing from the state dict (expected shape {shape:?})"),
         });
     }
-    let tensor = vb.get_unchecked_dtype(key, dtype)?;
+    let tensor = match vb.get_unchecked_dtype(key, dtype) {
+        Ok(tensor) => tensor,
+        // A backend that stores no shapes (`VarBuilder::zeros`) builds the tensor from the
+        // expected shape; any other backend fails here again, with its own error.
+        Err(_) => vb.get_with_hints_dtype(shape, key, candle_nn::Init::Const(0.0), dtype)?,
+    };
     if tensor.dims() != shape {
         return Err(Error::WeightTensor {
             key: key.to_string(),
@@ -40,6 +45,39 @@ pub(crate) fn load_weight(
         });
     }
     Ok(tensor)
+}
+
+/// Loads a bias-free convolution `{conv_key}.weight` of `weight_shape` `(c_out, c_in / groups,
+/// k, k)` and the BatchNorm `{bn_key}.*` after it (`weight`, `bias`, `running_mean`,
+/// `running_var`, each `(c_out,)`), and folds the two with [`fold_batch_norm`] and `eps`.
+///
+/// Folds in `f64` whatever the storage dtype, then casts once to the builder's dtype. A missing
+/// or misshapen tensor is an [`Error::WeightTensor`] naming its key.
+///
+/// # Shapes
+/// - returns `(weight', bias')`: `weight_shape` and `(c_out,)`.
+pub(crate) fn load_folded_conv(
+    vb: &VarBuilder,
+    conv_key: &str,
+    bn_key: &str,
+    weight_shape: &[usize; 4],
+    eps: f64,
+) -> Result<(Tensor, Tensor)> {
+    let fold_dtype = DType::F64;
+    let channels = [weight_shape[0]];
+    let weight = load_weight(vb, &format!("{conv_key}.weight"), weight_shape, fold_dtype)?;
+    let bn_tensor =
+        |name: &str| load_weight(vb, &format!("{bn_key}.{name}"), &channels, fold_dtype);
+    let bn = BatchNormParams {
+        weight: bn_tensor("weight")?,
+        bias: bn_tensor("bias")?,
+        running_mean: bn_tensor("running_mean")?,
+        running_var: bn_tensor("running_var")?,
+        eps,
+    };
+    let (weight, bias) = fold_batch_norm(&weight, None, &bn)?;
+    let dtype = vb.dtype();
+    Ok((weight.to_dtype(dtype)?, bias.to_dtype(dtype)?))
 }
 
 /// The geometry of one square-kernel convolution.
@@ -131,34 +169,21 @@ impl FrozenConv2d {
     }
 
     /// Loads a bias-free convolution `{conv_key}.weight` followed by the BatchNorm `{bn_key}.*`
-    /// (`weight`, `bias`, `running_mean`, `running_var`) and folds the two.
+    /// (`weight`, `bias`, `running_mean`, `running_var`, torchvision's eps) and folds the two.
     pub fn load_with_batch_norm(
         vb: &VarBuilder,
         conv_key: &str,
         bn_key: &str,
         geometry: ConvGeometry,
     ) -> Result<Self> {
-        // Fold in f64 whatever the storage dtype, then cast once.
-        let fold_dtype = DType::F64;
-        let channels = [geometry.out_channels];
-        let weight = load_weight(
+        let (weight, bias) = load_folded_conv(
             vb,
-            &format!("{conv_key}.weight"),
+            conv_key,
+            bn_key,
             &geometry.weight_shape(),
-            fold_dtype,
+            TORCHVISION_BATCH_NORM_EPS,
         )?;
-        let bn_tensor =
-            |name: &str| load_weight(vb, &format!("{bn_key}.{name}"), &channels, fold_dtype);
-        let bn = BatchNormParams {
-            weight: bn_tensor("weight")?,
-            bias: bn_tensor("bias")?,
-            running_mean: bn_tensor("running_mean")?,
-            running_var: bn_tensor("running_var")?,
-            eps: BATCH_NORM_EPS,
-        };
-        let (weight, bias) = fold_batch_norm(&weight, None, &bn)?;
-        let dtype = vb.dtype();
-        Self::from_parts(weight.to_dtype(dtype)?, bias.to_dtype(dtype)?, geometry)
+        Self::from_parts(weight, bias, geometry)
     }
 
     fn from_parts(weight: Tensor, bias: Tensor, geometry: ConvGeometry) -> Result<Self> {
@@ -231,7 +256,7 @@ mod tests {
             bias: Tensor::from_vec(values(c_out, 0.9, 0.0, 0.1), c_out, &dev)?,
             running_mean: Tensor::from_vec(values(c_out, 1.7, 0.0, 0.4), c_out, &dev)?,
             running_var: Tensor::from_vec(values(c_out, 2.3, 1.0, 0.5), c_out, &dev)?,
-            eps: BATCH_NORM_EPS,
+            eps: TORCHVISION_BATCH_NORM_EPS,
         };
         let x = Tensor::from_vec(values(2 * c_in * 25, 0.37, 0.0, 3.0), (2, c_in, 5, 5), &dev)?;
 

@@ -15,9 +15,10 @@ pub mod vgg;
 pub mod weights;
 
 pub use combine::*;
+pub use efficientnet_lite::LITE0_BATCH_NORM_EPS;
 pub use efficientnet_lite::{EfficientNetLite0, EfficientNetLiteConfig};
 pub use features::{FeatureExtractor, FeatureMap, FeatureMaps};
-pub use frozen_conv::{fold_batch_norm, BatchNormParams, BATCH_NORM_EPS};
+pub use frozen_conv::{fold_batch_norm, BatchNormParams, TORCHVISION_BATCH_NORM_EPS};
 pub use resnet::{ResNet, ResNetConfig, ResNetVariant};
 pub use select::{load_backbone, BackboneConfig, BackboneKind, EMBEDDED_EFFICIENTNET_LITE0};
 pub use vgg::{Vgg16, Vgg16Config};
