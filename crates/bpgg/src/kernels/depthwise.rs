@@ -182,7 +182,8 @@ fn depthwise_plane(
     wide.resize(g.out_h * plane.phase_w, bias);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for (checked above).
+        // SAFETY: the CPU has AVX2 and FMA (detected just above), the function's only
+        // requirement.
         unsafe { accumulate_taps_avx2_fma(&plane, wide, taps, g.kernel) };
     } else {
         accumulate_taps::<false>(&plane, wide, taps, g.kernel);
@@ -198,6 +199,9 @@ fn depthwise_plane(
 }
 
 /// [`accumulate_taps`] compiled for AVX2 + FMA (8 lanes and fused multiply-adds).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA (the only unsafety: the body is safe, bounds-checked code).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn accumulate_taps_avx2_fma(

@@ -180,9 +180,13 @@ struct DirectConv<'a> {
 /// A raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
-// SAFETY: every task writes a disjoint set of elements (distinct channel blocks or pixel
-// vectors) and the buffer outlives the parallel loop.
+// SAFETY: the pointer is only written through, by `micro_tile`, and every task writes a
+// disjoint set of output elements (its own channel blocks × pixel vectors of its own image), so
+// moving the pointer to another thread creates no data race; `DirectConv::run` owns the buffer
+// and neither reads, moves nor frees it until every parallel loop has joined.
 unsafe impl Send for SharedOut {}
+// SAFETY: as for `Send`: shared references only hand out the pointer value, and the elements
+// written through it are disjoint per task.
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
@@ -339,7 +343,11 @@ impl DirectConv<'_> {
                 });
             });
         }
-        // SAFETY: the tiles have written all `out_len` elements (see above).
+        // SAFETY: `out` has capacity `out_len` (allocated above) and every element below it has
+        // been initialised: the tasks cover every image × channel block × pixel block once
+        // (`TileGrid::span` covers each vector exactly once, see its test), and a tile stores
+        // every valid lane of its vectors, which together cover each output row's `out_w`
+        // pixels, for all `TILE_CHANNELS` channels of its block.
         unsafe { out.set_len(out_len) };
         out
     }
@@ -361,7 +369,8 @@ impl DirectConv<'_> {
             residual: self
                 .residual
                 .map(|r| &r[n * image_len..(n + 1) * image_len]),
-            // SAFETY: image n's output lies inside the output buffer of the batch.
+            // SAFETY: `n < batch` and the output buffer has capacity `batch · image_len`, so
+            // the offset pointer stays inside the same allocation, as `add` requires.
             out: unsafe { out.get().add(n * image_len) },
             pixels,
             activation: self.activation,
@@ -388,9 +397,11 @@ impl DirectConv<'_> {
                 outs,
                 masks,
             };
-            // SAFETY: AVX-512F is present (asserted in `run`); the tile's loads stay inside
-            // the phased image (a phase plane holds every tap of every output) and its stores
-            // are this task's own output elements.
+            // SAFETY: `micro_tile`'s contract holds: AVX-512F is present (asserted at the top
+            // of `run`); every load `bases[v] + offsets[t] + lane` of a valid lane stays inside
+            // the phased image (`PlaneGeometry::phased_len` reserves every tap of every output
+            // of the wide grid, and masked lanes are not loaded); the stores are the valid
+            // lanes of this tile's channels and pixel vectors, which no other task writes.
             unsafe {
                 match count {
                     3 => micro_tile::<3>(image, &tile),
@@ -444,7 +455,8 @@ struct Tile<'a> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn micro_tile<const NV: usize>(image: &ImageOperands, tile: &Tile) {
-    // SAFETY: see the function's contract.
+    // SAFETY: the caller upholds this function's contract (CPU features, load bounds,
+    // exclusive output elements), which is all the intrinsics and pointer accesses below need.
     unsafe {
         use std::arch::x86_64::*;
         let first_channel = tile.channel_block * TILE_CHANNELS;
@@ -490,6 +502,9 @@ unsafe fn micro_tile<const NV: usize>(image: &ImageOperands, tile: &Tile) {
 }
 
 /// Never called: [`PackedConvWeight::new`] returns `None` off x86-64.
+///
+/// # Safety
+/// None needed (it only panics); `unsafe` keeps the signature of the x86-64 version.
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn micro_tile<const NV: usize>(_image: &ImageOperands, _tile: &Tile) {
     unreachable!("the direct convolution needs AVX-512")
