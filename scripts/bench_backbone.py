@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""PyTorch reference timing for `bpgg bench backbone` (run by it; usable on its own).
+"""Reference timings for `bpgg bench backbone` (run by it; usable on its own).
 
 Usage:
     python3 scripts/bench_backbone.py --backbone {efficientnet-lite0,resnet18} \
-        --weights FILE.safetensors --batch B --size S [--repeats R] [--warmup W] [--threads T]
+        --weights FILE.safetensors --batch B --size S [--repeats R] [--warmup W] [--threads T] \
+        [--runtimes torch,torch-channels-last,onnxruntime,openvino]
 
 Builds the network the way bpgg's feature extractor runs it, loads the given safetensors
 (the same file bpgg uses), and times `forward` on a random batch of B RGB images of S x S
-pixels in 0..255 after W warm-up passes, with `torch.set_num_threads(T)` and
-`torch.inference_mode()`. The forward includes the input normalisation and stops at the
-deepest default feature layer, as bpgg's does:
+pixels in 0..255 after W warm-up passes, with T threads. The forward includes the input
+normalisation and stops at the deepest default feature layer, as bpgg's does:
 
 - efficientnet-lite0: `(x - 127) / 128`, stem and MBConv blocks 0..=10 (features of blocks 4
   and 10, strides 8 and 16), TensorFlow "SAME" padding, BatchNorm eps 1e-3, ReLU6; built
@@ -18,18 +18,37 @@ deepest default feature layer, as bpgg's does:
 - resnet18: ImageNet mean/std normalisation, torchvision's `resnet18` up to `layer3`
   (features of layer2 and layer3).
 
+Runtimes (each one skipped, with the reason, when its package is missing or it fails):
+- `torch`: eager PyTorch, `torch.inference_mode()`, `torch.set_num_threads(T)`;
+- `torch-channels-last`: the same with model and input in `torch.channels_last`;
+- `onnxruntime`: the model exported to ONNX (opset 17, static shapes) and run by ONNX Runtime's
+  CPU provider (`intra_op_num_threads = T`, all graph optimisations);
+- `openvino`: the same ONNX file compiled by OpenVINO for "CPU" with
+  `INFERENCE_PRECISION_HINT = f32` (its default on some CPUs is bf16/f16, which moves the
+  features by about 1 in 30), `PERFORMANCE_HINT = LATENCY` and `INFERENCE_NUM_THREADS = T`.
+
+Before timing, each runtime's features on the timed input are compared with eager PyTorch's:
+a runtime whose largest difference exceeds 1e-3 of the features' largest magnitude is
+reported as failed, not timed.
+
 Prints one JSON object on stdout:
     {"backbone": .., "batch": B, "size": S, "repeats": R, "threads": T, "torch": "<version>",
-     "median_s_per_image": .., "min_s_per_image": .., "timings_s": [<per batch, seconds>]}
+     "median_s_per_image": .., "min_s_per_image": .. (eager PyTorch), "timings_s": [..],
+     "runtimes": {"<name>": {"median_s_per_image": .., "min_s_per_image": ..,
+                             "max_rel_diff": .., "version": ..} or {"skipped": "<reason>"}}}
 
 Requirements: python3 -m pip install torch torchvision safetensors
+              (optional: onnx onnxscript onnxruntime openvino)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import statistics
+import tempfile
 import time
 
 import torch
@@ -148,6 +167,86 @@ class ResNet18Trunk(nn.Module):
 
 
 BACKBONES = {"efficientnet-lite0": EfficientNetLite0Trunk, "resnet18": ResNet18Trunk}
+RUNTIMES = ("torch", "torch-channels-last", "onnxruntime", "openvino")
+ONNX_OPSET = 17
+# Largest |runtime - torch| allowed, relative to the largest |torch| of the same feature map.
+MAX_REL_DIFF = 1e-3
+
+
+def time_calls(run, warmup: int, repeats: int) -> list[float]:
+    """`run()` `warmup` times untimed, then `repeats` timed calls (seconds each)."""
+    for _ in range(warmup):
+        run()
+    timings = []
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        run()
+        timings.append(time.perf_counter() - start)
+    return timings
+
+
+def max_rel_diff(outputs, expected) -> float:
+    """Largest |a - b| / max|b| over the feature maps."""
+    worst = 0.0
+    for a, b in zip(outputs, expected, strict=True):
+        a = torch.as_tensor(a)
+        if a.shape != b.shape:
+            raise RuntimeError(f"output shape {tuple(a.shape)} != torch's {tuple(b.shape)}")
+        scale = float(b.abs().max()) or 1.0
+        worst = max(worst, float((a - b).abs().max()) / scale)
+    return worst
+
+
+def export_onnx(model: nn.Module, images: torch.Tensor, path: str) -> None:
+    """The model as ONNX with static shapes; the TorchScript exporter where torch has it."""
+    kwargs = dict(opset_version=ONNX_OPSET, input_names=["images"])
+    try:
+        torch.onnx.export(model, (images,), path, dynamo=False, **kwargs)
+    except TypeError:  # a torch without the `dynamo` switch
+        torch.onnx.export(model, (images,), path, **kwargs)
+
+
+def runtime_runner(name: str, model: nn.Module, images: torch.Tensor, threads: int,
+                   onnx_path: str):
+    """(a callable returning the feature maps, the runtime's version) for runtime `name`."""
+    if name == "torch-channels-last":
+        cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        cl_images = images.contiguous(memory_format=torch.channels_last)
+
+        def run():
+            with torch.inference_mode():
+                return cl_model(cl_images)
+        return run, torch.__version__
+    if not os.path.exists(onnx_path):
+        export_onnx(model, images, onnx_path)
+    array = images.numpy()
+    if name == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        return (lambda: session.run(None, {input_name: array})), ort.__version__
+    if name == "openvino":
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(onnx_path), "CPU", {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+        })
+        request = compiled.create_infer_request()
+        outputs = compiled.outputs
+
+        def run():
+            request.infer({0: array})
+            return [request.get_tensor(o).data.copy() for o in outputs]
+        return run, ov.__version__
+    raise ValueError(f"unknown runtime {name}")
 
 
 def main() -> None:
@@ -160,20 +259,42 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES),
+                        help=f"comma-separated subset of {','.join(RUNTIMES)}")
     args = parser.parse_args()
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    unknown = sorted(set(runtimes) - set(RUNTIMES))
+    if unknown:
+        raise SystemExit(f"unknown runtimes {unknown}; choose from {RUNTIMES}")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = BACKBONES[args.backbone](load_file(args.weights)).eval()
     images = torch.rand(args.batch, 3, args.size, args.size) * 255.0
-    timings = []
     with torch.inference_mode():
-        for _ in range(args.warmup):
-            model(images)
-        for _ in range(max(args.repeats, 1)):
-            start = time.perf_counter()
-            model(images)
-            timings.append(time.perf_counter() - start)
+        expected = model(images)
+    timings = time_calls(lambda: _eager(model, images),
+                         args.warmup, args.repeats)
+    results = {"torch": summary(timings, args.batch, 0.0, torch.__version__)}
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = os.path.join(tmp, "backbone.onnx")
+        for name in runtimes:
+            if name == "torch":
+                continue
+            try:
+                run, version = runtime_runner(name, model, images, args.threads, onnx_path)
+                diff = max_rel_diff(run(), expected)
+                if not diff <= MAX_REL_DIFF:
+                    results[name] = {"skipped": f"features differ from PyTorch's by {diff:.2e} "
+                                                f"of their largest value (limit {MAX_REL_DIFF})"}
+                    continue
+                results[name] = summary(time_calls(run, args.warmup, args.repeats), args.batch,
+                                        diff, version)
+            except Exception as e:  # a missing package or a failing export: say which
+                reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+                results[name] = {"skipped": reason}
+    if "torch" not in runtimes:
+        del results["torch"]
     print(json.dumps({
         "backbone": args.backbone, "batch": args.batch, "size": args.size,
         "repeats": len(timings), "threads": torch.get_num_threads(),
@@ -181,7 +302,19 @@ def main() -> None:
         "median_s_per_image": statistics.median(timings) / args.batch,
         "min_s_per_image": min(timings) / args.batch,
         "timings_s": timings,
+        "runtimes": results,
     }))
+
+
+def _eager(model: nn.Module, images: torch.Tensor):
+    with torch.inference_mode():
+        return model(images)
+
+
+def summary(timings: list[float], batch: int, diff: float, version: str) -> dict:
+    return {"median_s_per_image": statistics.median(timings) / batch,
+            "min_s_per_image": min(timings) / batch, "max_rel_diff": diff,
+            "version": version}
 
 
 if __name__ == "__main__":

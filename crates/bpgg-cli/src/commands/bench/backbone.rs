@@ -1,5 +1,6 @@
-//! `bpgg bench backbone`: feature-extraction forward passes, bpgg against PyTorch
-//! (`scripts/bench_backbone.py`) on the same weights, batch and image size.
+//! `bpgg bench backbone`: feature-extraction forward passes, bpgg against the runtimes a
+//! PyTorch user deploys on a CPU (eager PyTorch, channels-last PyTorch, ONNX Runtime, OpenVINO;
+//! `scripts/bench_backbone.py`) on the same network and weights, batch and image size.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +31,8 @@ pub fn run(args: &BenchBackboneArgs) -> anyhow::Result<()> {
     let threads = candle_core::utils::get_num_threads();
     println!(
         "forward to the deepest default feature layer on {0}x{0} random images; median and min \
-         over {1} runs after {2} warm-up; {threads} threads for bpgg and for pytorch",
+         over {1} runs after {2} warm-up; {threads} threads for bpgg and for every reference \
+         runtime (each checked against eager PyTorch's features before it is timed)",
         args.size,
         args.repeats.max(1),
         args.warmup
@@ -142,7 +144,18 @@ fn push_batch_norm(shapes: &mut Vec<(String, Vec<usize>)>, prefix: &str, channel
     }
 }
 
-/// One line per case: `<net> batch B SxS: bpgg X ms/img (min Y), pytorch Z ms/img (min W), ratio R`.
+/// The reference runtimes in the order they are printed (the keys of the script's `runtimes`).
+const RUNTIMES: [&str; 4] = ["torch", "torch-channels-last", "onnxruntime", "openvino"];
+
+/// One block per case: bpgg's time, then each reference runtime's time and its ratio, then the
+/// ratio of bpgg to the fastest reference:
+///
+/// ```text
+/// efficientnet-lite0 batch 1 256x256: bpgg 13.2 ms/img (min 12.9)
+///   torch                 18.6 ms/img (min 18.1)  bpgg/this 0.71
+///   openvino               2.9 ms/img (min  2.8)  bpgg/this 4.55  (max rel diff to torch 2.1e-6)
+///   bpgg / fastest (openvino): 4.55
+/// ```
 fn print_case(
     net: &dyn FeatureExtractor,
     batch: usize,
@@ -150,33 +163,115 @@ fn print_case(
     bpgg: Timing,
     reference: ReferenceOutcome,
 ) -> anyhow::Result<()> {
-    let head = format!(
+    println!(
         "{} batch {batch} {size}x{size}: bpgg {:.1} ms/img (min {:.1})",
         net.name(),
         bpgg.median_s * MS,
         bpgg.min_s * MS
     );
-    match reference {
-        Ok(json) => {
-            let torch = Timing {
-                median_s: json_f64(&json, "median_s_per_image")?,
-                min_s: json_f64(&json, "min_s_per_image")?,
-            };
-            println!(
-                "{head}, pytorch {:.1} ms/img (min {:.1}), ratio {:.2}",
-                torch.median_s * MS,
-                torch.min_s * MS,
-                bpgg.median_s / torch.median_s
-            );
+    let json = match reference {
+        Ok(json) => json,
+        Err(reason) => {
+            println!("  references skipped ({reason})");
+            return Ok(());
         }
-        Err(reason) => println!("{head}, pytorch reference skipped ({reason})"),
+    };
+    let mut fastest: Option<(&str, f64)> = None;
+    for (name, result) in reference_runtimes(&json)? {
+        match result {
+            Ok((timing, diff, version)) => {
+                println!(
+                    "  {name:<20} {:>6.1} ms/img (min {:>5.1})  bpgg/this {:.2}  ({version}; \
+                     max rel diff to torch {diff:.1e})",
+                    timing.median_s * MS,
+                    timing.min_s * MS,
+                    bpgg.median_s / timing.median_s
+                );
+                if fastest.is_none_or(|(_, best)| timing.median_s < best) {
+                    fastest = Some((name, timing.median_s));
+                }
+            }
+            Err(reason) => println!("  {name:<20} skipped ({reason})"),
+        }
+    }
+    match fastest {
+        Some((name, best)) => println!("  bpgg / fastest ({name}): {:.2}", bpgg.median_s / best),
+        None => println!("  bpgg / fastest: no reference runtime ran"),
     }
     Ok(())
+}
+
+/// A reference runtime's median/min timing, its largest relative difference to eager
+/// PyTorch's features and its version; or why it was skipped.
+type RuntimeResult = Result<(Timing, f64, String), String>;
+
+/// The runtimes of the script's JSON in [`RUNTIMES`] order. A script without the `runtimes`
+/// object (an older one) gives eager PyTorch from its top-level timings.
+fn reference_runtimes(
+    json: &serde_json::Value,
+) -> anyhow::Result<Vec<(&'static str, RuntimeResult)>> {
+    let Some(runtimes) = json.get("runtimes") else {
+        let timing = Timing {
+            median_s: json_f64(json, "median_s_per_image")?,
+            min_s: json_f64(json, "min_s_per_image")?,
+        };
+        let version = json.get("torch").and_then(|v| v.as_str()).unwrap_or("?");
+        return Ok(vec![("torch", Ok((timing, 0.0, version.to_string())))]);
+    };
+    let mut out = Vec::new();
+    for name in RUNTIMES {
+        let Some(entry) = runtimes.get(name) else {
+            continue;
+        };
+        if let Some(reason) = entry.get("skipped").and_then(|v| v.as_str()) {
+            out.push((name, Err(reason.to_string())));
+            continue;
+        }
+        let timing = Timing {
+            median_s: json_f64(entry, "median_s_per_image")?,
+            min_s: json_f64(entry, "min_s_per_image")?,
+        };
+        let diff = json_f64(entry, "max_rel_diff")?;
+        let version = entry.get("version").and_then(|v| v.as_str()).unwrap_or("?");
+        out.push((name, Ok((timing, diff, version.to_string()))));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtimes_are_read_in_order_with_skips() -> anyhow::Result<()> {
+        let json: serde_json::Value = serde_json::from_str(
+            r#"{"median_s_per_image": 0.02, "min_s_per_image": 0.01, "torch": "2",
+                "runtimes": {
+                  "openvino": {"median_s_per_image": 0.003, "min_s_per_image": 0.002,
+                               "max_rel_diff": 2e-6, "version": "ov"},
+                  "onnxruntime": {"skipped": "ModuleNotFoundError: onnxruntime"},
+                  "torch": {"median_s_per_image": 0.02, "min_s_per_image": 0.01,
+                            "max_rel_diff": 0.0, "version": "2"}}}"#,
+        )?;
+        let runtimes = reference_runtimes(&json)?;
+        let names: Vec<_> = runtimes.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["torch", "onnxruntime", "openvino"]);
+        assert!(matches!(&runtimes[1].1, Err(r) if r.contains("onnxruntime")));
+        let Ok((timing, diff, version)) = &runtimes[2].1 else {
+            panic!("openvino ran: {:?}", runtimes[2].1);
+        };
+        assert_eq!(
+            (timing.median_s, *diff, version.as_str()),
+            (0.003, 2e-6, "ov")
+        );
+        // An older script: eager PyTorch from the top-level numbers.
+        let old: serde_json::Value =
+            serde_json::from_str(r#"{"median_s_per_image": 0.02, "min_s_per_image": 0.01}"#)?;
+        let runtimes = reference_runtimes(&old)?;
+        assert_eq!(runtimes.len(), 1);
+        assert!(matches!(&runtimes[0].1, Ok((t, _, _)) if t.median_s == 0.02));
+        Ok(())
+    }
 
     #[test]
     fn resnet18_shapes_match_torchvision_counts() {
