@@ -6,6 +6,7 @@
 //! quiet machine: the load average is printed with them.
 
 mod backbone;
+mod knn;
 mod metrics;
 mod predict;
 mod train;
@@ -22,6 +23,9 @@ use clap::{Args, Subcommand, ValueEnum};
 pub enum BenchCommand {
     /// Time backbone forward passes (feature extraction), bpgg against PyTorch.
     Backbone(BenchBackboneArgs),
+    /// Time the k-NN search of `knn` / `hybrid` scoring (query pixels against the normal
+    /// memory bank) for several numbers of normal images, bpgg against PyTorch.
+    Knn(BenchKnnArgs),
     /// Time the metrics (pixel AUROC, AUPRO, AP, F1-max, image AUROC), bpgg against the
     /// scikit-learn / MVTec-method reference (scripts/metrics_reference.py).
     Metrics(BenchMetricsArgs),
@@ -78,6 +82,30 @@ pub struct BenchBackboneArgs {
     pub repeats: usize,
     /// Untimed forward passes before them.
     #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchKnnArgs {
+    /// Numbers of normal images in the bank (every pixel of each).
+    #[arg(long, value_delimiter = ',', default_value = "1,5,20,200")]
+    pub normal: Vec<usize>,
+    /// Query images per timed run.
+    #[arg(long, default_value_t = 4)]
+    pub queries: usize,
+    /// Feature channels (152: EfficientNet-Lite0's default layers).
+    #[arg(long, default_value_t = 152)]
+    pub channels: usize,
+    /// Feature grid side (32 for 256 px images at stride 8).
+    #[arg(long, default_value_t = 32)]
+    pub grid: usize,
+    /// Timed runs per bank size.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Untimed runs before them.
+    #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     #[command(flatten)]
     pub reference: ReferenceArgs,
@@ -156,6 +184,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     println!("load average {} (1, 5, 15 min)", load_average());
     match command {
         BenchCommand::Backbone(args) => backbone::run(&args)?,
+        BenchCommand::Knn(args) => knn::run(&args)?,
         BenchCommand::Metrics(args) => metrics::run(&args)?,
         BenchCommand::Train(args) => train::run(&args)?,
         BenchCommand::Predict(args) => predict::run(&args)?,

@@ -2,11 +2,13 @@
 //!
 //! Distance: `1 − max_j cos(f_q, m_j)`, in `[0, 2]`. For unit vectors this is `½‖f_q − m_j‖²`,
 //! so the nearest neighbour is the same as under L2 on normalised features, and it comes out
-//! of one matmul. The search is chunked (query rows × bank rows) with a running maximum of
-//! the similarity, so memory stays `O(chunk_rows²)` whatever the bank size.
+//! of a matrix product. The search is exact and blocked (`kernels::nearest`): on the CPU in
+//! cache-sized tiles with a running maximum of the similarity; elsewhere in candle matmuls of
+//! `chunk_rows²` values. Time grows linearly with the bank (the number of normal pixels).
 
 use candle_core::{DType, Tensor};
 
+use crate::kernels::{nearest, Nearest};
 use crate::ops::l2_normalize;
 use crate::ops::pixel_rows;
 use crate::rng::SplitMix64;
@@ -21,8 +23,9 @@ pub struct KnnConfig {
     pub max_bank: Option<usize>,
     /// Seed of the subsampling. Default 0.
     pub seed: u64,
-    /// Rows per matmul block, for query and bank alike: a block holds `chunk_rows²` floats
-    /// (4096 → 64 MiB). Default 4096.
+    /// Rows per matmul block, for query and bank alike, on devices other than the CPU: a block
+    /// holds `chunk_rows²` floats (4096 → 64 MiB). The CPU search works in cache-sized tiles.
+    /// Default 4096.
     pub chunk_rows: usize,
 }
 
@@ -145,23 +148,7 @@ impl MemoryBank {
     /// # Shapes
     /// - `rows`: `(r, c)`; returns `(r)`.
     fn max_similarity(&self, rows: &Tensor) -> Result<Tensor> {
-        let (r, _) = rows.dims2()?;
-        let m = self.len();
-        let mut out = Vec::with_capacity(r.div_ceil(self.chunk_rows));
-        for q0 in (0..r).step_by(self.chunk_rows) {
-            let q = rows.narrow(0, q0, self.chunk_rows.min(r - q0))?;
-            let mut best: Option<Tensor> = None;
-            for m0 in (0..m).step_by(self.chunk_rows) {
-                let bank = self.features.narrow(0, m0, self.chunk_rows.min(m - m0))?;
-                let s = q.matmul(&bank.t()?)?.max(1)?;
-                best = Some(match best {
-                    Some(b) => b.maximum(&s)?,
-                    None => s,
-                });
-            }
-            out.push(best.expect("the bank is never empty"));
-        }
-        Ok(Tensor::cat(&out, 0)?)
+        nearest(rows, &self.features, Nearest::MaxDot, self.chunk_rows)
     }
 }
 

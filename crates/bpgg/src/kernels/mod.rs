@@ -7,16 +7,20 @@
 //! - [`conv2d_direct`]: a direct (implicit-gemm) dense convolution on weights packed once
 //!   ([`PackedConvWeight`]), for the shapes and CPUs it runs on;
 //! - [`depthwise_conv2d`]: a direct depthwise convolution;
-//! - [`max_pool2d`]: a max pool with implicit `-inf` padding.
+//! - [`max_pool2d`]: a max pool with implicit `-inf` padding;
+//! - [`nearest`]: exact nearest-neighbour search (largest dot product or smallest squared
+//!   distance of each query vector to a bank), blocked through gemm.
 //!
 //! Kernel files depend only on what this module defines or re-exports (activation, padding,
 //! convolution and plane geometry, scratch buffers, errors, CPU data access), never on each
 //! other; which kernel a layer runs is the layer's choice (`backbone::frozen_conv`).
+//! Shapes in the kernels' docs follow the tensors (NCHW feature maps, row-major matrices).
 
 mod conv;
 mod depthwise;
 mod direct_conv;
 mod max_pool;
+mod nearest;
 mod phased;
 
 use std::cell::RefCell;
@@ -30,6 +34,7 @@ pub(crate) use conv::conv2d_fused;
 pub(crate) use depthwise::depthwise_conv2d;
 pub(crate) use direct_conv::{conv2d_direct, PackedConvWeight};
 pub(crate) use max_pool::max_pool2d;
+pub(crate) use nearest::{nearest, Nearest};
 pub(crate) use phased::{fill_phased, PlaneGeometry};
 
 /// Zero padding of the two spatial axes: `(top, bottom, left, right)`.

@@ -124,7 +124,7 @@ fn leaves_and_scoring_stages_import_what_the_architecture_allows() {
         ("rng", &["error"]),
         ("data", &["error", "io", "rng", "ops"]),
         ("prototype", &["error", "ops", "rng", "baseline"]),
-        ("baseline", &["error", "ops", "rng"]),
+        ("baseline", &["error", "ops", "rng", "kernels"]),
         ("guidance", &["error", "ops", "prototype", "baseline"]),
         ("report", &["error", "data", "eval", "model", "io"]),
     ];
