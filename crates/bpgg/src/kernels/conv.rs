@@ -9,9 +9,10 @@
 //!   symmetric or TensorFlow's asymmetric "SAME", is written by index bounds, never by a padded
 //!   copy of the input), into a buffer that each thread reuses from call to call;
 //! - skips im2col for 1x1 stride-1 convolutions, whose input already is that matrix;
-//! - runs one `gemm` per image straight into the NCHW output, which already holds the bias
-//!   (and the residual) so that the gemm accumulates onto it;
-//! - applies ReLU / ReLU6 in place while the image's output is still in cache.
+//! - runs one `gemm` per tile of output rows straight into the NCHW output, which is never
+//!   zeroed first (the gemm overwrites it);
+//! - adds the bias (and the residual) and applies ReLU / ReLU6 in one pass while the tile is
+//!   still in cache.
 //!
 //! Images are spread over the rayon pool when the batch has at least as many images as the
 //! pool has threads; otherwise the gemm (and the im2col) of each image use the whole pool.
@@ -21,6 +22,7 @@
 //! summation order.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -117,9 +119,10 @@ fn conv_forward(
 ) -> Vec<f32> {
     let in_len = g.c_in * g.h * g.w;
     let out_len = g.c_out * g.out_pixels();
-    let mut out = vec![0f32; g.batch * out_len];
+    let total = g.batch * out_len;
+    let mut out: Vec<f32> = Vec::with_capacity(total);
     let threads = rayon::current_num_threads();
-    let image = |(n, out_image): (usize, &mut [f32]), inner_threads: usize| {
+    let image = |(n, out_image): (usize, &mut [MaybeUninit<f32>]), inner_threads: usize| {
         let image = ImageConv {
             x: &x[n * in_len..(n + 1) * in_len],
             weight,
@@ -130,15 +133,22 @@ fn conv_forward(
         };
         image.run(out_image, inner_threads);
     };
+    let spare = &mut out.spare_capacity_mut()[..total];
     if g.batch >= threads && threads > 1 {
-        out.par_chunks_exact_mut(out_len)
+        spare
+            .par_chunks_exact_mut(out_len)
             .enumerate()
             .for_each(|item| image(item, 1));
     } else {
-        out.chunks_exact_mut(out_len)
+        spare
+            .chunks_exact_mut(out_len)
             .enumerate()
             .for_each(|item| image(item, threads));
     }
+    // SAFETY: the capacity is `total` and every element below it has been written:
+    // `ImageConv::run` writes every element of its image (its tiles cover all output rows,
+    // and the gemm of a tile overwrites all `c_out` channels of those rows).
+    unsafe { out.set_len(total) };
     out
 }
 
@@ -154,7 +164,14 @@ struct ImageConv<'a> {
 
 impl ImageConv<'_> {
     /// `out = act(bias [+ residual] + weight · im2col(x))`, in tiles of whole output rows.
-    fn run(&self, out: &mut [f32], threads: usize) {
+    ///
+    /// Writes every element of `out` (`c_out · out_h · out_w`).
+    fn run(&self, out: &mut [MaybeUninit<f32>], threads: usize) {
+        assert_eq!(
+            out.len(),
+            self.g.c_out * self.g.out_pixels(),
+            "image output size"
+        );
         let g = self.g;
         let rows_per_tile = (TILE_VALUES / (g.patch_len() * g.out_w)).clamp(1, g.out_h);
         if g.is_pointwise() {
@@ -177,10 +194,11 @@ impl ImageConv<'_> {
     }
 
     /// The output rows `rows` of every channel; `columns` is their im2col tile, or `None` for
-    /// a pointwise convolution (the input is its own im2col matrix).
+    /// a pointwise convolution (the input is its own im2col matrix). Writes every element of
+    /// those rows.
     fn tile(
         &self,
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         rows: std::ops::Range<usize>,
         columns: Option<&[f32]>,
         threads: usize,
@@ -188,21 +206,6 @@ impl ImageConv<'_> {
         let g = self.g;
         let pixels = g.out_pixels();
         let (first, tile_pixels) = (rows.start * g.out_w, rows.len() * g.out_w);
-        // The tile's run of each output channel.
-        let ranges: Vec<_> = (0..g.c_out)
-            .map(|c| c * pixels + first..c * pixels + first + tile_pixels)
-            .collect();
-        for (c, range) in ranges.iter().enumerate() {
-            let b = self.bias[c];
-            let dst = &mut out[range.clone()];
-            match self.residual {
-                Some(r) => dst
-                    .iter_mut()
-                    .zip(&r[range.clone()])
-                    .for_each(|(o, &r)| *o = r + b),
-                None => dst.fill(b),
-            }
-        }
         let (rhs, rhs_row_stride) = match columns {
             Some(columns) => (columns, tile_pixels),
             None => (&self.x[first..], pixels),
@@ -214,14 +217,35 @@ impl ImageConv<'_> {
             rhs_row_stride,
             dst_row_stride: pixels,
         };
-        gemm_accumulate(self.weight, rhs, &mut out[first..], &product, threads);
-        for range in ranges {
-            self.activation.apply_in_place(&mut out[range]);
+        gemm_overwrite(self.weight, rhs, &mut out[first..], &product, threads);
+        for c in 0..g.c_out {
+            let range = c * pixels + first..c * pixels + first + tile_pixels;
+            // SAFETY: the gemm above has written every element of this channel's run of the
+            // tile (row `c` of its `(c_out, tile_pixels)` destination), so the run is
+            // initialised; it lies inside `out`, which this call borrows exclusively, and
+            // the slice lives only for this iteration.
+            let dst = unsafe { &mut *(std::ptr::from_mut(&mut out[range.clone()]) as *mut [f32]) };
+            let residual = self.residual.map(|r| &r[range]);
+            bias_residual_activation(dst, self.bias[c], residual, self.activation);
         }
     }
 }
 
-/// `dst (m, n) += lhs (m, k) · rhs (k, n)`: all row-major, `lhs` contiguous, `rhs` and `dst`
+/// `dst ← act(dst + bias [+ residual])`, one pass.
+fn bias_residual_activation(
+    dst: &mut [f32],
+    bias: f32,
+    residual: Option<&[f32]>,
+    activation: Activation,
+) {
+    match residual {
+        Some(r) => dst.iter_mut().zip(r).for_each(|(o, &r)| *o += bias + r),
+        None => dst.iter_mut().for_each(|o| *o += bias),
+    }
+    activation.apply_in_place(dst);
+}
+
+/// `dst (m, n) = lhs (m, k) · rhs (k, n)`: all row-major, `lhs` contiguous, `rhs` and `dst`
 /// with the given row strides.
 #[derive(Debug, Clone, Copy)]
 struct GemmShape {
@@ -233,8 +257,15 @@ struct GemmShape {
 }
 
 /// Runs the product described by `shape` with the `gemm` crate (its AVX-512 kernels where the
-/// CPU has them), on `threads` rayon threads.
-fn gemm_accumulate(lhs: &[f32], rhs: &[f32], dst: &mut [f32], shape: &GemmShape, threads: usize) {
+/// CPU has them), on `threads` rayon threads. `dst` is only written (never read), so it may be
+/// uninitialised; afterwards its `m` rows of `n` values are.
+fn gemm_overwrite(
+    lhs: &[f32],
+    rhs: &[f32],
+    dst: &mut [MaybeUninit<f32>],
+    shape: &GemmShape,
+    threads: usize,
+) {
     let GemmShape {
         m,
         n,
@@ -251,29 +282,38 @@ fn gemm_accumulate(lhs: &[f32], rhs: &[f32], dst: &mut [f32], shape: &GemmShape,
             && dst.len() >= (m - 1) * dst_row_stride + n,
         "gemm operands out of bounds"
     );
+    if k == 0 {
+        // An empty sum: every product is zero.
+        for row in 0..m {
+            dst[row * dst_row_stride..][..n].fill(MaybeUninit::new(0.0));
+        }
+        return;
+    }
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
     // SAFETY: the three matrices are row-major with the strides given and lie inside their
-    // slices (checked above); `dst` is exclusively borrowed and overlaps neither input.
+    // slices (checked above); `dst` is exclusively borrowed and overlaps neither input; with
+    // `read_dst = false` the gemm only writes `dst` (it never reads the uninitialised values),
+    // every one of its `m × n` elements (k ≥ 1 here).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             1,
             dst_row_stride as isize,
-            true,
+            false,
             lhs.as_ptr(),
             1,
             k as isize,
             rhs.as_ptr(),
             1,
             rhs_row_stride as isize,
-            1f32,
+            0f32,
             1f32,
             false,
             false,

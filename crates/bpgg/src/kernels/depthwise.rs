@@ -8,6 +8,8 @@
 //! applied while the plane is in cache. Other devices fall back to candle's grouped `conv2d` on
 //! an explicitly padded input, so callers stay device-agnostic.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
@@ -101,9 +103,11 @@ fn depthwise_forward(
 ) -> Vec<f32> {
     let out_plane_len = g.out_h * g.out_w;
     let planes = x.len() / (g.h * g.w);
-    let mut out = vec![0f32; planes * out_plane_len];
+    let total = planes * out_plane_len;
+    let mut out: Vec<f32> = Vec::with_capacity(total);
     let k2 = g.kernel * g.kernel;
-    out.par_chunks_exact_mut(out_plane_len)
+    out.spare_capacity_mut()[..total]
+        .par_chunks_exact_mut(out_plane_len)
         .zip(x.par_chunks_exact(g.h * g.w))
         .enumerate()
         .with_min_len(MIN_VALUES_PER_TASK.div_ceil(out_plane_len.max(1)))
@@ -112,10 +116,13 @@ fn depthwise_forward(
             |scratch, (plane_index, (out_plane, in_plane))| {
                 let c = plane_index % g.channels;
                 let taps = &weight[c * k2..(c + 1) * k2];
-                depthwise_plane(in_plane, out_plane, taps, bias[c], scratch, g);
-                activation.apply_in_place(out_plane);
+                depthwise_plane(in_plane, out_plane, taps, bias[c], activation, scratch, g);
             },
         );
+    // SAFETY: the capacity is `total`, and every element below it has been written:
+    // `depthwise_plane` writes every value of its `out_h · out_w` plane, and the planes cover
+    // the buffer.
+    unsafe { out.set_len(total) };
     out
 }
 
@@ -167,12 +174,13 @@ struct PlaneScratch {
     wide: Vec<f32>,
 }
 
-/// One channel of one image: `out_plane` ← `act(bias + Σ taps)`.
+/// One channel of one image: `out_plane` ← `act(bias + Σ taps)`, every value written.
 fn depthwise_plane(
     in_plane: &[f32],
-    out_plane: &mut [f32],
+    out_plane: &mut [MaybeUninit<f32>],
     taps: &[f32],
     bias: f32,
+    activation: Activation,
     scratch: &mut PlaneScratch,
     g: &DepthwiseShape,
 ) {
@@ -190,11 +198,14 @@ fn depthwise_plane(
     }
     #[cfg(not(target_arch = "x86_64"))]
     accumulate_taps::<false>(&plane, wide, taps, g.kernel);
+    activation.apply_in_place(wide);
     for (out_row, wide_row) in out_plane
         .chunks_exact_mut(g.out_w)
         .zip(wide.chunks_exact(plane.phase_w))
     {
-        out_row.copy_from_slice(&wide_row[..g.out_w]);
+        for (o, &v) in out_row.iter_mut().zip(&wide_row[..g.out_w]) {
+            o.write(v);
+        }
     }
 }
 

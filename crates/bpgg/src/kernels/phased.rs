@@ -47,28 +47,29 @@ impl PlaneGeometry {
 }
 
 /// Writes `in_plane` `(h, w)` into `dst` (`g.phased_len()` values) as zero-padded phase planes.
+/// Every value of `dst` is written once: the padding with zeros, the rest with the input.
 pub(crate) fn fill_phased(in_plane: &[f32], dst: &mut [f32], g: &PlaneGeometry) {
     let (top, _, left, _) = g.padding;
     let s = g.stride;
     let (phase_w, phase_len) = (g.phase_w(), g.phase_len());
-    dst.fill(0.0);
     for (phase, plane) in dst.chunks_exact_mut(phase_len).enumerate() {
         let (py, px) = (phase / s, phase % s);
         // Columns c with 0 ≤ s·c + px − left < w.
-        let first_c = left.saturating_sub(px).div_ceil(s);
+        let first_c = left.saturating_sub(px).div_ceil(s).min(phase_w);
         let end_c = (g.w + left)
             .checked_sub(px)
             .map_or(0, |reach| reach.div_ceil(s))
             .min(phase_w);
-        if first_c >= end_c {
-            continue;
-        }
         for (r, row) in plane.chunks_exact_mut(phase_w).enumerate() {
-            let Some(iy) = (s * r + py).checked_sub(top).filter(|&iy| iy < g.h) else {
+            let source = (s * r + py).checked_sub(top).filter(|&iy| iy < g.h);
+            let (Some(iy), true) = (source, first_c < end_c) else {
+                row.fill(0.0);
                 continue;
             };
             let in_row = &in_plane[iy * g.w..(iy + 1) * g.w];
             let first_x = s * first_c + px - left;
+            row[..first_c].fill(0.0);
+            row[end_c..].fill(0.0);
             let dst = &mut row[first_c..end_c];
             if s == 1 {
                 dst.copy_from_slice(&in_row[first_x..first_x + dst.len()]);
