@@ -111,11 +111,27 @@ pub struct BenchKnnArgs {
     pub reference: ReferenceArgs,
 }
 
+/// The scorings `bench predict` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchScoring {
+    /// Prototype scoring (the PyTorch reference does the same work).
+    Bpgg,
+    /// Prototypes and the k-NN distance to the normal supports (bpgg only: the reference
+    /// implements prototype scoring).
+    Hybrid,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchPredictArgs {
     /// Query images per pass.
     #[arg(long, default_value_t = 32)]
     pub images: usize,
+    /// How the model scores pixels.
+    #[arg(long, value_enum, default_value_t = BenchScoring::Bpgg)]
+    pub scoring: BenchScoring,
+    /// Normal support images of the hybrid model (its k-NN memory bank).
+    #[arg(long, default_value_t = 5)]
+    pub normal_shots: usize,
     /// Side of the synthetic PNGs in pixels (they are resized to the model's 256).
     #[arg(long, default_value_t = 512)]
     pub source_size: u32,

@@ -2,8 +2,10 @@
 //! (`scripts/bench_predict.py`) doing the same work on the same files.
 //!
 //! A synthetic data set is written to a temporary folder; a `bpgg`-scoring model (one defect
-//! and one normal prototype, from the defect supports) is fitted on it with the embedded
-//! EfficientNet-Lite0. The timed work is what `bpgg predict` does per image: decode the PNG,
+//! and one normal prototype, from five defect supports) is fitted on it with the embedded
+//! EfficientNet-Lite0; with `--scoring hybrid`, a hybrid model that also has `--normal-shots`
+//! normal supports (its k-NN memory bank; bpgg only, the reference implements prototype
+//! scoring). The timed work is what `bpgg predict` does per image: decode the PNG,
 //! resize it to the model's size (both on a loader thread, one batch ahead, as `bpgg predict`
 //! does), run the backbone, combine the stages at stride 8, score
 //! against the prototypes (τ·cos, two-class softmax), upsample and blur the map. Writing the
@@ -25,10 +27,10 @@ use bpgg::model::Encoder;
 use bpgg::model::{fit, FittedModel, ModelConfig, Scoring, SupportSet};
 use candle_core::Device;
 
-use super::{json_f64, time_runs, BenchPredictArgs, Timing};
+use super::{json_f64, time_runs, BenchPredictArgs, BenchScoring, Timing};
 
 /// Defect images the prototypes are fitted from.
-const SUPPORT_DEFECTS: usize = 2;
+const SUPPORT_DEFECTS: usize = 5;
 /// Seed of the synthetic data set.
 const SEED: u64 = 7;
 
@@ -42,7 +44,10 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
         &SynthConfig {
             category: "bench".into(),
             size: args.source_size,
-            train_good: 0,
+            train_good: match args.scoring {
+                BenchScoring::Bpgg => 0,
+                BenchScoring::Hybrid => args.normal_shots,
+            },
             test_good: args.images,
             per_type: SUPPORT_DEFECTS,
             kinds: vec![DefectKind::Blob],
@@ -50,17 +55,28 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
         },
     )?;
     let queries = png_files(&category.join("test").join("good"))?;
+    let scoring = match args.scoring {
+        BenchScoring::Bpgg => Scoring::Bpgg,
+        BenchScoring::Hybrid => {
+            ensure!(
+                args.normal_shots >= 2,
+                "--scoring hybrid needs --normal-shots of at least 2"
+            );
+            Scoring::Hybrid
+        }
+    };
     let config = ModelConfig {
-        scoring: Scoring::Bpgg,
+        scoring,
         ..ModelConfig::default()
     };
     let device = Device::Cpu;
     let encoder = Encoder::new(&config.backbone, config.image_size, &device)?;
     let model = fit(&encoder, &supports(&category)?, &config)?;
     println!(
-        "predict {n} synthetic {src}x{src} PNGs (decode, resize to {size}, {net}, prototype \
+        "predict {n} synthetic {src}x{src} PNGs (decode, resize to {size}, {net}, {scoring} \
          scoring, upsample + blur) in batches of {batch}; median and min over {repeats} passes \
          after {warmup} warm-up; {threads} threads for bpgg and for pytorch",
+        scoring = config.scoring.name(),
         n = queries.len(),
         src = args.source_size,
         size = config.image_size,
@@ -76,6 +92,21 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
     })?;
     predict_all(&model, &encoder, &queries, args.batch, Some(&first_map))?;
 
+    let n = queries.len() as f64;
+    let head = format!(
+        "predict batch {}: bpgg {:.1} images/s (best {:.1}), {:.1} ms/image",
+        args.batch,
+        n / bpgg.median_s,
+        n / bpgg.min_s,
+        bpgg.median_s / n * 1e3
+    );
+    if args.scoring == BenchScoring::Hybrid {
+        println!(
+            "{head}, pytorch reference skipped (it implements bpgg scoring only; `bpgg bench \
+             knn` compares the k-NN search)"
+        );
+        return Ok(());
+    }
     let weights = dir.path().join("efficientnet_lite0.safetensors");
     std::fs::write(&weights, EMBEDDED_EFFICIENTNET_LITE0)
         .with_context(|| format!("cannot write {}", weights.display()))?;
@@ -113,13 +144,6 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
             "--check-map".into(),
             first_map.display().to_string(),
         ],
-    );
-    let n = queries.len() as f64;
-    let head = format!(
-        "predict batch {}: bpgg {:.1} images/s (best {:.1})",
-        args.batch,
-        n / bpgg.median_s,
-        n / bpgg.min_s
     );
     match reference {
         Ok(json) => {
@@ -212,10 +236,15 @@ fn supports(category: &Path) -> anyhow::Result<SupportSet> {
         let mask = load_mask(&mask_path, Some(rgb.dimensions()), ImageLimits::default())?;
         defects.push((image.display().to_string(), rgb, mask));
     }
-    Ok(SupportSet {
-        defects,
-        normals: Vec::new(),
-    })
+    let mut normals = Vec::new();
+    let good = category.join("train").join("good");
+    if good.is_dir() {
+        for image in png_files(&good)? {
+            let rgb = load_rgb(&image, ImageLimits::default())?;
+            normals.push((image.display().to_string(), rgb));
+        }
+    }
+    Ok(SupportSet { defects, normals })
 }
 
 /// The fitted prototypes as safetensors: `defect` `(kd, C)` and `normal` `(kn, C)`.
