@@ -34,7 +34,7 @@
 use candle_core::{Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
-use super::features::{FeatureExtractor, FeatureMap, FeatureMaps};
+use super::features::{forward_in_sub_batches, FeatureExtractor, FeatureMap, FeatureMaps};
 use super::frozen_conv::{load_folded_conv, load_weight};
 use crate::kernels::{conv2d_fused, depthwise_conv2d, Activation, FusedConvParams};
 use crate::{Error, Result};
@@ -456,31 +456,10 @@ impl FeatureExtractor for EfficientNetLite0 {
     }
 
     /// On the CPU a batch larger than the thread pool runs in sub-batches of one image per
-    /// thread, whose feature maps are concatenated: the expanded maps of a whole batch (6 MB
-    /// per image at 256 px in block 1) do not stay in the last-level cache, those of a
-    /// sub-batch do.
+    /// thread ([`forward_in_sub_batches`]): the expanded maps of a whole batch (6 MB per image
+    /// at 256 px in block 1) do not stay in the last-level cache, those of a sub-batch do.
     fn forward_features(&self, images: &Tensor) -> Result<FeatureMaps> {
-        let batch = images.dim(0)?;
-        let sub_batch = rayon::current_num_threads().max(1);
-        if !images.device().is_cpu() || batch <= sub_batch {
-            return self.forward_batch(images);
-        }
-        let parts = (0..batch)
-            .step_by(sub_batch)
-            .map(|first| {
-                self.forward_batch(&images.narrow(0, first, sub_batch.min(batch - first))?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut maps = FeatureMaps::default();
-        for (i, first) in parts[0].maps.iter().enumerate() {
-            let tensors: Vec<&Tensor> = parts.iter().map(|p| &p.maps[i].tensor).collect();
-            maps.maps.push(FeatureMap {
-                name: first.name.clone(),
-                stride: first.stride,
-                tensor: Tensor::cat(&tensors, 0)?,
-            });
-        }
-        Ok(maps)
+        forward_in_sub_batches(images, |x| self.forward_batch(x))
     }
 }
 

@@ -43,3 +43,36 @@ pub trait FeatureExtractor: Send + Sync {
     /// - returns one [`FeatureMap`] per selected layer, `(batch, c_l, height / s_l, width / s_l)`.
     fn forward_features(&self, images: &Tensor) -> Result<FeatureMaps>;
 }
+
+/// Runs `forward` on `images` in sub-batches of one image per thread of the rayon pool when
+/// the batch is larger than the pool and on the CPU, and concatenates the maps: the
+/// activations of a whole batch may spill out of the last-level cache where those of a
+/// sub-batch stay in it. Elsewhere it runs the whole batch at once.
+///
+/// # Shapes
+/// - `images`: `(batch, 3, h, w)`; `forward` and the result as
+///   [`FeatureExtractor::forward_features`].
+pub(crate) fn forward_in_sub_batches(
+    images: &Tensor,
+    forward: impl Fn(&Tensor) -> Result<FeatureMaps>,
+) -> Result<FeatureMaps> {
+    let batch = images.dim(0)?;
+    let sub_batch = rayon::current_num_threads().max(1);
+    if !images.device().is_cpu() || batch <= sub_batch {
+        return forward(images);
+    }
+    let parts = (0..batch)
+        .step_by(sub_batch)
+        .map(|first| forward(&images.narrow(0, first, sub_batch.min(batch - first))?))
+        .collect::<Result<Vec<_>>>()?;
+    let mut maps = FeatureMaps::default();
+    for (i, first) in parts[0].maps.iter().enumerate() {
+        let tensors: Vec<&Tensor> = parts.iter().map(|p| &p.maps[i].tensor).collect();
+        maps.maps.push(FeatureMap {
+            name: first.name.clone(),
+            stride: first.stride,
+            tensor: Tensor::cat(&tensors, 0)?,
+        });
+    }
+    Ok(maps)
+}
