@@ -9,7 +9,8 @@
 //! - [`depthwise_conv2d`]: a direct depthwise convolution;
 //! - [`max_pool2d`]: a max pool with implicit `-inf` padding;
 //! - [`nearest`]: exact nearest-neighbour search (largest dot product or smallest squared
-//!   distance of each query vector to a bank), blocked through gemm.
+//!   distance of each query vector to a bank), register-tiled with AVX2 + FMA, else blocked
+//!   through gemm.
 //!
 //! Kernel files depend only on what this module defines or re-exports (activation, padding,
 //! convolution and plane geometry, scratch buffers, errors, CPU data access), never on each
