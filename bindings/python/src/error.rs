@@ -1,10 +1,26 @@
 //! The library's errors as Python exceptions, in one place: files → `OSError` (with the errno, so
 //! a missing file is a `FileNotFoundError`), everything the caller can fix (bad images, masks,
 //! configuration, model files, maps) → `ValueError`, a failed tensor operation → `RuntimeError`.
-//! The message is the library's own.
+//! The message is the library's own, followed by a hint in the package's terms where the CLI
+//! gives one in its flags' terms.
 
+use bpgg::model::Scoring;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::PyErr;
+
+/// What to do about an error, in the keywords of this package.
+fn hint(err: &bpgg::Error) -> Option<&'static str> {
+    match err {
+        bpgg::Error::ImageTooLarge { .. } => Some("raise max_pixels if the file is genuine"),
+        // (Missing defect images: the library's message already names knn scoring.)
+        bpgg::Error::MissingSupports {
+            defects: false,
+            scoring: Scoring::Knn | Scoring::Hybrid,
+            ..
+        } => Some("give more normal images, or use scoring=\"bpgg\""),
+        _ => None,
+    }
+}
 
 /// Converts a library error.
 pub fn to_py(err: bpgg::Error) -> PyErr {
@@ -22,7 +38,10 @@ pub fn to_py(err: bpgg::Error) -> PyErr {
             }
         }
         bpgg::Error::Tensor(_) => PyRuntimeError::new_err(err.to_string()),
-        other => PyValueError::new_err(other.to_string()),
+        other => PyValueError::new_err(match hint(&other) {
+            Some(hint) => format!("{other} ({hint})"),
+            None => other.to_string(),
+        }),
     }
 }
 
