@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bpgg
-from conftest import SIZE, Supports
+from conftest import SIZE, Supports, write_png
 
 
 def fit(supports: Supports, **changes: object) -> bpgg.Model:
@@ -132,6 +132,11 @@ def test_files(tmp_path: Path, model: bpgg.Model) -> None:
         )
     with pytest.raises(FileNotFoundError, match="nope.png"):
         bpgg.read_image(tmp_path / "nope.png")
+    write_png(tmp_path / "big.png", np.zeros((20, 30), np.uint8))
+    with pytest.raises(ValueError, match=r"big.png: image declares 30x20 = 600 pixels, more than "
+                       r"the limit of 500 \(raise max_pixels if the file is genuine\)"):
+        bpgg.read_image(tmp_path / "big.png", max_pixels=500)
+    assert bpgg.read_image(tmp_path / "big.png", max_pixels=600).shape == (20, 30, 3)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     with pytest.raises(ValueError, match="broken.png"):
