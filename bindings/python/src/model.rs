@@ -281,23 +281,33 @@ impl PyModel {
         })
     }
 
-    /// For the benchmark (`bench/bench_ray.py`): converts `images` once, then times the library
-    /// call alone (`FittedModel::predict_images`, as `predict` makes it) `repeats` times and
-    /// returns the seconds of each run, so that the package's overhead can be measured.
-    fn _time_library_predict(
+    /// For the benchmark (`bench/bench_ray.py`): runs what `predict` runs `repeats` times and
+    /// returns the seconds of its three parts in each run: `(numpy in, library call, maps out)`.
+    /// The first and last are what the package adds to the library.
+    fn _time_predict_parts<'py>(
         &self,
-        py: Python<'_>,
-        images: &Bound<'_, PyAny>,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
         repeats: usize,
-    ) -> PyResult<Vec<f64>> {
-        let images = images_from_py(images, "images")?;
+    ) -> PyResult<Vec<(f64, f64, f64)>> {
         (0..repeats)
             .map(|_| {
                 let start = std::time::Instant::now();
-                let predictions = self.predict_images(py, &images, None)?;
-                let seconds = start.elapsed().as_secs_f64();
-                drop(predictions);
-                Ok(seconds)
+                let converted = images_from_py(images, "images")?;
+                let converted_at = std::time::Instant::now();
+                let predictions = self.predict_images(py, &converted, None)?;
+                let predicted_at = std::time::Instant::now();
+                let maps: Vec<_> = predictions
+                    .into_iter()
+                    .map(|p| map_to_py(py, p.map))
+                    .collect();
+                let done = std::time::Instant::now();
+                drop(maps);
+                Ok((
+                    (converted_at - start).as_secs_f64(),
+                    (predicted_at - converted_at).as_secs_f64(),
+                    (done - predicted_at).as_secs_f64(),
+                ))
             })
             .collect()
     }
