@@ -177,18 +177,27 @@ pub fn map_from_py(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<FloatMap> {
     })
 }
 
-/// A list of arrays converted one by one, each named `name[i]` in errors.
+/// A list (or any iterable) of 2-D arrays, or an `(N, H, W)` array, converted one by one, each
+/// named `name[i]` in errors. A single 2-D array is refused rather than iterated row by row.
 pub fn list_from_py<T>(
     obj: &Bound<'_, PyAny>,
     name: &str,
     convert: impl Fn(&Bound<'_, PyAny>, &str) -> PyResult<T>,
 ) -> PyResult<Vec<T>> {
-    if obj.is_instance_of::<PyUntypedArray>()
-        || obj.is_instance_of::<pyo3::types::PyString>()
-        || obj.is_instance_of::<pyo3::types::PyBytes>()
+    if let Ok(array) = obj.cast::<PyUntypedArray>() {
+        let object_vector = array.ndim() == 1 && array.dtype().kind() == b'O';
+        if array.ndim() != 3 && !object_vector {
+            return Err(value_error(format!(
+                "{name}: a single array of shape {:?}; pass a list of (H, W) arrays or an \
+                 (N, H, W) array",
+                array.shape()
+            )));
+        }
+    }
+    if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyBytes>()
     {
         return Err(PyTypeError::new_err(format!(
-            "{name}: expected a list of numpy arrays"
+            "{name}: expected a list of numpy arrays, got a string"
         )));
     }
     let iter = obj

@@ -11,9 +11,10 @@ use crate::error::{metrics_to_py, value_error};
 /// AUROC of anomaly maps against ground-truth masks.
 ///
 /// Arguments:
-///   maps: float32 (or float64) (H, W) anomaly maps, higher = more anomalous;
+///   maps: float32 (or float64) (H, W) anomaly maps, higher = more anomalous (a list, or one
+///     (N, H, W) array);
 ///   masks: one bool or uint8 (H, W) mask per map, of the map's size (uint8: defect where
-///     > 127); an all-normal mask marks a defect-free image;
+///     > 127); an all-normal mask marks a defect-free image (a list, or one (N, H, W) array);
 ///   fpr_limit: the false-positive-rate limit of AUPRO (0.3, as MVTec AD's evaluation);
 ///   image_labels: one bool per map (True = defective); default: defective when its mask has a
 ///     defect pixel.

@@ -70,7 +70,7 @@ impl PyModel {
     /// Arguments:
     ///   defects: defect images, each a uint8 array (H, W) or (H, W, 3);
     ///   masks: one mask per defect image, bool or uint8 (H, W) of the image's size (uint8: defect
-    ///     where > 127, as in a mask PNG);
+    ///     where > 127, as in a mask PNG), in a list or one (N, H, W) array;
     ///   normals: defect-free images;
     ///   checkpoint: a projection head trained by `bpgg train` (`--checkpoint`);
     ///   **config: the model configuration by its JSON keys (`bpgg.default_config()` lists them

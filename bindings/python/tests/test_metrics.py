@@ -88,5 +88,14 @@ def test_bad_inputs() -> None:
         evaluate([good], [np.zeros((4, 4), bool)])
     with pytest.raises(ValueError, match="FPR limit 0 is not in"):
         evaluate([good], [mask], fpr_limit=0.0)
-    with pytest.raises(TypeError, match="maps: expected a list of numpy arrays"):
+    with pytest.raises(ValueError, match=r"maps: a single array of shape \[4, 4\]; pass a list"):
         evaluate(good, [mask])
+    with pytest.raises(TypeError, match="maps: expected a list of numpy arrays"):
+        evaluate(0.5, [mask])
+
+
+def test_stacked_arrays_equal_lists() -> None:
+    rng = np.random.default_rng(6)
+    masks = rng.random((3, 8, 8)) < 0.2
+    maps = rng.random((3, 8, 8)).astype(np.float32)
+    assert evaluate(maps, masks) == evaluate(list(maps), list(masks))

@@ -16,7 +16,9 @@ _Path = Union[str, "os.PathLike[str]"]
 _Image = npt.NDArray[np.uint8]
 #: A list of images, or an (N, H, W, 3) uint8 array.
 _Images = Union[Sequence[_Image], npt.NDArray[np.uint8], npt.NDArray[np.object_]]
-#: bool or uint8 (H, W); uint8 is defect where > 127.
+#: float32 or float64 (H, W), or (N, H, W) for several.
+_Maps = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
+#: bool or uint8 (H, W), or (N, H, W) for several; uint8 is defect where > 127.
 _Mask = Union[npt.NDArray[np.bool_], npt.NDArray[np.uint8]]
 
 class Prediction:
@@ -45,7 +47,7 @@ class Model:
     @staticmethod
     def fit(
         defects: Optional[_Images] = None,
-        masks: Optional[Sequence[_Mask]] = None,
+        masks: Optional[Union[Sequence[_Mask], _Mask]] = None,
         normals: Optional[_Images] = None,
         *,
         checkpoint: Optional[_Path] = None,
@@ -83,8 +85,8 @@ class Model:
 
 def default_config() -> Dict[str, Any]: ...
 def evaluate(
-    maps: Sequence[npt.NDArray[Union[np.float32, np.float64]]],
-    masks: Sequence[_Mask],
+    maps: Union[_Maps, Sequence[_Maps]],
+    masks: Union[Sequence[_Mask], _Mask],
     fpr_limit: float = 0.3,
     image_labels: Optional[Sequence[bool]] = None,
 ) -> Dict[str, Optional[float]]: ...
