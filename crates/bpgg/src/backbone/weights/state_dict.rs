@@ -138,10 +138,45 @@ impl StateDict {
         let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         metadata.extend(extra);
         let metadata = Some(metadata);
-        safetensors::serialize(views, &metadata).map_err(|e| {
+        let bytes = safetensors::serialize(views, &metadata).map_err(|e| {
             Error::invalid_weights(path, format!("cannot serialise safetensors: {e:?}"))
-        })
+        })?;
+        canonical_header(bytes)
+            .map_err(|e| Error::invalid_weights(path, format!("cannot serialise safetensors: {e}")))
     }
+}
+
+/// Rewrites a safetensors file's JSON header with its keys in sorted order, so that the same
+/// tensors and metadata always give the same bytes (`safetensors::serialize` writes them in
+/// hash-map order, which changes from run to run). The header keeps its length and padding.
+fn canonical_header(mut bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    use std::collections::BTreeMap;
+    let len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .filter(|&n| 8 + n <= bytes.len())
+        .ok_or("header length out of range")?;
+    let header = &bytes[8..8 + len];
+    let used = header.len() - header.iter().rev().take_while(|&&b| b == b' ').count();
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header[..used]).map_err(|e| e.to_string())?;
+    if let Some(meta) = entries.remove("__metadata__") {
+        let meta: BTreeMap<String, String> =
+            serde_json::from_value(meta).map_err(|e| e.to_string())?;
+        entries.insert(
+            "__metadata__".into(),
+            serde_json::to_value(meta).map_err(|e| e.to_string())?,
+        );
+    }
+    let sorted = serde_json::to_vec(&entries).map_err(|e| e.to_string())?;
+    if sorted.len() != used {
+        return Err(format!(
+            "canonical header has {} bytes, the original {used}",
+            sorted.len()
+        ));
+    }
+    bytes[8..8 + used].copy_from_slice(&sorted);
+    Ok(bytes)
 }
 
 /// A tensor's contiguous little-endian bytes, as `safetensors::serialize` wants them.
@@ -208,5 +243,43 @@ impl safetensors::View for RawView {
 
     fn data_len(&self) -> usize {
         self.data.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of_one_state_dict() -> Vec<u8> {
+        let dev = Device::Cpu;
+        let sd = StateDict::new(
+            ["b", "a", "c"]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let t = Tensor::full(i as f32, (2, 3), &dev).unwrap();
+                    (n.to_string(), t)
+                })
+                .collect(),
+        )
+        .unwrap();
+        // A fresh map each time: its iteration order differs between maps.
+        let meta: HashMap<String, String> = (0..16)
+            .map(|i| (format!("key{i}"), format!("value \"{i}\"")))
+            .collect();
+        sd.to_safetensors_bytes(Path::new("x.safetensors"), meta)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_same_tensors_and_metadata_give_the_same_bytes() {
+        let first = bytes_of_one_state_dict();
+        for _ in 0..8 {
+            assert_eq!(bytes_of_one_state_dict(), first);
+        }
+        let (sd, meta) =
+            super::super::safetensors_from_bytes_with_metadata(Path::new("x"), &first).unwrap();
+        assert_eq!(sd.len(), 3);
+        assert_eq!(meta["key7"], "value \"7\"");
     }
 }
