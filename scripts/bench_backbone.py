@@ -4,7 +4,7 @@
 Usage:
     python3 scripts/bench_backbone.py --backbone {efficientnet-lite0,resnet18} \
         --weights FILE.safetensors --batch B --size S [--repeats R] [--warmup W] [--threads T] \
-        [--runtimes torch,torch-channels-last,onnxruntime,openvino]
+        [--runtimes torch,torch-channels-last,onnxruntime,openvino] [--device cpu|cuda:N]
 
 Builds the network the way bpgg's feature extractor runs it, loads the given safetensors
 (the same file bpgg uses), and times `forward` on a random batch of B RGB images of S x S
@@ -26,6 +26,10 @@ Runtimes (each one skipped, with the reason, when its package is missing or it f
 - `openvino`: the same ONNX file compiled by OpenVINO for "CPU" with
   `INFERENCE_PRECISION_HINT = f32` (its default on some CPUs is bf16/f16, which moves the
   features by about 1 in 30), `PERFORMANCE_HINT = LATENCY` and `INFERENCE_NUM_THREADS = T`.
+
+With `--device cuda:N` (what `bpgg bench backbone --device cuda:N` passes) the network and the
+input live on that GPU, the clock stops after `torch.cuda.synchronize`, and the CPU runtimes
+(ONNX Runtime, OpenVINO) are skipped.
 
 Before timing, each runtime's features on the timed input are compared with eager PyTorch's:
 a runtime whose largest difference exceeds 1e-3 of the features' largest magnitude is
@@ -173,14 +177,17 @@ ONNX_OPSET = 17
 MAX_REL_DIFF = 1e-3
 
 
-def time_calls(run, warmup: int, repeats: int) -> list[float]:
-    """`run()` `warmup` times untimed, then `repeats` timed calls (seconds each)."""
+def time_calls(run, warmup: int, repeats: int, sync=lambda: None) -> list[float]:
+    """`run()` `warmup` times untimed, then `repeats` timed calls (seconds each, each ended by
+    `sync()`: the GPU's work is done)."""
     for _ in range(warmup):
         run()
+    sync()
     timings = []
     for _ in range(max(repeats, 1)):
         start = time.perf_counter()
         run()
+        sync()
         timings.append(time.perf_counter() - start)
     return timings
 
@@ -189,7 +196,7 @@ def max_rel_diff(outputs, expected) -> float:
     """Largest |a - b| / max|b| over the feature maps."""
     worst = 0.0
     for a, b in zip(outputs, expected, strict=True):
-        a = torch.as_tensor(a)
+        a, b = torch.as_tensor(a).cpu(), b.cpu()
         if a.shape != b.shape:
             raise RuntimeError(f"output shape {tuple(a.shape)} != torch's {tuple(b.shape)}")
         scale = float(b.abs().max()) or 1.0
@@ -217,6 +224,8 @@ def runtime_runner(name: str, model: nn.Module, images: torch.Tensor, threads: i
             with torch.inference_mode():
                 return cl_model(cl_images)
         return run, torch.__version__
+    if images.device.type != "cpu":
+        raise RuntimeError(f"a CPU runtime, and this run times {images.device}")
     if not os.path.exists(onnx_path):
         export_onnx(model, images, onnx_path)
     array = images.numpy()
@@ -261,6 +270,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runtimes", default=",".join(RUNTIMES),
                         help=f"comma-separated subset of {','.join(RUNTIMES)}")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     runtimes = [r for r in args.runtimes.split(",") if r]
     unknown = sorted(set(runtimes) - set(RUNTIMES))
@@ -269,12 +279,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = BACKBONES[args.backbone](load_file(args.weights)).eval()
-    images = torch.rand(args.batch, 3, args.size, args.size) * 255.0
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    model = BACKBONES[args.backbone](load_file(args.weights)).eval().to(device)
+    images = (torch.rand(args.batch, 3, args.size, args.size) * 255.0).to(device)
     with torch.inference_mode():
         expected = model(images)
     timings = time_calls(lambda: _eager(model, images),
-                         args.warmup, args.repeats)
+                         args.warmup, args.repeats, sync)
     results = {"torch": summary(timings, args.batch, 0.0, torch.__version__)}
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = os.path.join(tmp, "backbone.onnx")
@@ -288,8 +300,8 @@ def main() -> None:
                     results[name] = {"skipped": f"features differ from PyTorch's by {diff:.2e} "
                                                 f"of their largest value (limit {MAX_REL_DIFF})"}
                     continue
-                results[name] = summary(time_calls(run, args.warmup, args.repeats), args.batch,
-                                        diff, version)
+                results[name] = summary(time_calls(run, args.warmup, args.repeats, sync),
+                                        args.batch, diff, version)
             except Exception as e:  # a missing package or a failing export: say which
                 reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
                 results[name] = {"skipped": reason}
@@ -297,7 +309,7 @@ def main() -> None:
         del results["torch"]
     print(json.dumps({
         "backbone": args.backbone, "batch": args.batch, "size": args.size,
-        "repeats": len(timings), "threads": torch.get_num_threads(),
+        "repeats": len(timings), "threads": torch.get_num_threads(), "device": str(device),
         "torch": torch.__version__,
         "median_s_per_image": statistics.median(timings) / args.batch,
         "min_s_per_image": min(timings) / args.batch,

@@ -3,12 +3,13 @@
 
 Usage:
     python3 scripts/bench_knn.py --bank M --queries Q --per IMAGES --channels C \
-        [--repeats R] [--warmup W] [--threads T] [--chunk 4096]
+        [--repeats R] [--warmup W] [--threads T] [--chunk 4096] [--device cpu|cuda:N]
 
 Times the exact nearest-neighbour search of Q unit query rows in a bank of M unit rows of C
 channels, as PatchCore-style code does it in PyTorch: per block of `--chunk` query rows and
 bank rows, `queries @ bank.T` and a running row maximum, then `1 - max` (the cosine distance
-bpgg's `MemoryBank::score` returns). Random data: timings do not depend on the values.
+bpgg's `MemoryBank::score` returns). Random data: timings do not depend on the values. On a GPU
+(`--device cuda:N`) the clock stops after `torch.cuda.synchronize`.
 
 Prints one JSON object on stdout:
     {"bank": M, "queries": Q, "channels": C, "threads": T, "torch": "<version>",
@@ -53,19 +54,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    bank = F.normalize(torch.randn(args.bank, args.channels), dim=1)
-    queries = F.normalize(torch.randn(args.queries, args.channels), dim=1)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    bank = F.normalize(torch.randn(args.bank, args.channels), dim=1).to(device)
+    queries = F.normalize(torch.randn(args.queries, args.channels), dim=1).to(device)
     timings = []
     with torch.inference_mode():
         for _ in range(args.warmup):
             min_distance(queries, bank, args.chunk)
+        sync()
         for _ in range(max(args.repeats, 1)):
             start = time.perf_counter()
             min_distance(queries, bank, args.chunk)
+            sync()
             timings.append(time.perf_counter() - start)
     print(json.dumps({
         "bank": args.bank, "queries": args.queries, "channels": args.channels,

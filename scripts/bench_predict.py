@@ -4,7 +4,8 @@
 Usage:
     python3 scripts/bench_predict.py --weights LITE0.safetensors --prototypes P.safetensors \
         --images LIST.txt [--batch 8] [--size 256] [--tau 20] [--sigma 4] [--truncate 4] \
-        [--repeats 5] [--warmup 1] [--threads 2] [--check-map FIRST_MAP.f32]
+        [--repeats 5] [--warmup 1] [--threads 2] [--check-map FIRST_MAP.f32] \
+        [--device cpu|cuda:N]
 
 Does, per batch of the listed image files, the work `bpgg predict` does per image:
 - decode with PIL, convert to RGB, resize to SIZE x SIZE (PIL bilinear, antialiased like the
@@ -17,7 +18,9 @@ Does, per batch of the listed image files, the work `bpgg predict` does per imag
   and `defect` in P.safetensors, fitted by bpgg), two-class softmax -> defect probability;
 - the map: bilinear upsampling to SIZE x SIZE and a Gaussian blur (sigma px, radius
   round(truncate * sigma), scipy "reflect" borders), both folded into one matrix per axis and
-  applied as two matmuls, as bpgg does.
+  applied as two matmuls, as bpgg does;
+- the maps back in host memory (as bpgg's are), which on a GPU (`--device cuda:N`: network,
+  scoring and map on the GPU, decoding on the CPU) also waits for the GPU.
 
 With --check-map, the largest absolute difference between the first image's map and the one
 bpgg wrote (raw little-endian float32, SIZE x SIZE) is reported.
@@ -90,10 +93,11 @@ class Predictor:
     """Images (PIL) to anomaly maps, the way bpgg's FittedModel::predict computes them."""
 
     def __init__(self, args: argparse.Namespace):
-        self.trunk = EfficientNetLite0Trunk(load_file(args.weights)).eval()
+        self.device = torch.device(args.device)
+        self.trunk = EfficientNetLite0Trunk(load_file(args.weights)).eval().to(self.device)
         bank = load_file(args.prototypes)
-        self.normal = F.normalize(bank["normal"].float(), dim=1, eps=NORM_EPS)
-        self.defect = F.normalize(bank["defect"].float(), dim=1, eps=NORM_EPS)
+        self.normal = F.normalize(bank["normal"].float(), dim=1, eps=NORM_EPS).to(self.device)
+        self.defect = F.normalize(bank["defect"].float(), dim=1, eps=NORM_EPS).to(self.device)
         self.size, self.tau = args.size, args.tau
         self.sigma, self.truncate = args.sigma, args.truncate
         self.axis = None  # (rows, cols) matrices, built for the first feature grid
@@ -102,7 +106,7 @@ class Predictor:
         s = self.size
         batch = np.stack([np.asarray(i.resize((s, s), Image.BILINEAR), dtype=np.float32)
                           for i in images])
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(self.device)
         fine, coarse = self.trunk(x)
         h, w = fine.shape[2:]
         coarse = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
@@ -114,9 +118,10 @@ class Predictor:
         if self.axis is None:
             rows = gaussian_matrix(s, self.sigma, self.truncate) @ bilinear_matrix(h, s)
             cols = gaussian_matrix(s, self.sigma, self.truncate) @ bilinear_matrix(w, s)
-            self.axis = (torch.from_numpy(rows).float(), torch.from_numpy(cols).float())
+            self.axis = (torch.from_numpy(rows).float().to(self.device),
+                         torch.from_numpy(cols).float().to(self.device))
         rows, cols = self.axis
-        return rows @ prob @ cols.T  # (b, s, s)
+        return (rows @ prob @ cols.T).cpu()  # (b, s, s)
 
 
 def run_pass(predictor: Predictor, files: list[str], batch: int) -> torch.Tensor:
@@ -143,6 +148,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--check-map", help="bpgg's first map, raw float32 SIZE x SIZE")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -163,6 +169,7 @@ def main() -> None:
         diff = float((ours.view_as(first) - first).abs().max())
     print(json.dumps({
         "images": len(files), "batch": args.batch, "threads": torch.get_num_threads(),
+        "device": args.device,
         "torch": torch.__version__,
         "median_s": statistics.median(timings), "min_s": min(timings), "timings_s": timings,
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -7,7 +7,11 @@ pixels of the defect supports, half the normal images), cosine logits x tau, cla
 binary cross-entropy on the queries, the reverse term (each defect query's soft prediction pools
 query prototypes that segment the supports back), backward, one AdamW update.
 
-Prints one JSON line: {"median_s": ..., "min_s": ..., "torch": "<version>", "threads": n}.
+`--device cuda:N` runs it on that GPU (what `bpgg bench train --device cuda:N` passes); the
+clock stops after `torch.cuda.synchronize`.
+
+Prints one JSON line: {"median_s": ..., "min_s": ..., "torch": "<version>", "threads": n,
+"device": "cpu"}.
 """
 import argparse
 import json
@@ -52,21 +56,26 @@ def main():
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     c, h, k, n = a.channels, a.grid, a.shots, a.normal_shots
     q = a.queries + a.normal_queries
-    feats = l2n(torch.randn(k + n + q, c, h, h), 1)
+    feats = l2n(torch.randn(k + n + q, c, h, h), 1).to(dev)
     mask = torch.zeros(1, 1, h, h)
     mask[..., h // 4 : h // 2, h // 4 : h // 2] = 1.0
+    mask = mask.to(dev)
     sm = mask.repeat(k, 1, 1, 1)
-    qm = torch.cat([mask.repeat(a.queries, 1, 1, 1), torch.zeros(a.normal_queries, 1, h, h)])
-    w1 = (torch.randn(a.hidden, c, 1, 1) * (2.0 / c) ** 0.5).requires_grad_()
-    b1 = torch.zeros(a.hidden).requires_grad_()
-    w2 = torch.zeros(c, a.hidden, 1, 1).requires_grad_()
-    b2 = torch.zeros(c).requires_grad_()
+    qm = torch.cat([mask.repeat(a.queries, 1, 1, 1),
+                    torch.zeros(a.normal_queries, 1, h, h, device=dev)])
+    w1 = (torch.randn(a.hidden, c, 1, 1) * (2.0 / c) ** 0.5).to(dev).requires_grad_()
+    b1 = torch.zeros(a.hidden, device=dev).requires_grad_()
+    w2 = torch.zeros(c, a.hidden, 1, 1, device=dev).requires_grad_()
+    b2 = torch.zeros(c, device=dev).requires_grad_()
     opt = torch.optim.AdamW([w1, b1, w2, b2], lr=1e-3, weight_decay=1e-4)
     tau = 20.0
 
@@ -80,7 +89,7 @@ def main():
         loss = bce(z, qm)
         prob = torch.sigmoid(z)
         targets = torch.cat([s, nf])
-        tmask = torch.cat([sm, torch.zeros(n, 1, h, h)])
+        tmask = torch.cat([sm, torch.zeros(n, 1, h, h, device=dev)])
         terms = []
         for i in range(a.queries):
             p = prob[i : i + 1]
@@ -93,16 +102,18 @@ def main():
 
     for _ in range(a.warmup):
         step()
+    sync()
     samples = []
     for _ in range(a.repeats):
         t = time.perf_counter()
         step()
+        sync()
         samples.append(time.perf_counter() - t)
     samples.sort()
     m = len(samples)
     median = samples[m // 2] if m % 2 else 0.5 * (samples[m // 2 - 1] + samples[m // 2])
     print(json.dumps({"median_s": median, "min_s": samples[0], "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(), "device": str(dev)}))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ use bpgg::eval::EvalConfig;
 use bpgg::train::TrainConfig;
 use clap::{Args, Parser, Subcommand};
 
+use crate::device_args::DeviceArgs;
 use crate::model_args::BackboneArgs;
 
 /// Few-shot anomaly localization: show bpgg a few defective parts with their defects masked and
@@ -186,6 +187,8 @@ pub struct EvalArgs {
     pub limits: ImageLimitArgs,
     #[command(flatten)]
     pub model: crate::model_args::ModelArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `bpgg fit`.
@@ -226,6 +229,8 @@ pub struct FitArgs {
     pub limits: ImageLimitArgs,
     #[command(flatten)]
     pub model: crate::model_args::ModelArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `bpgg predict`.
@@ -257,6 +262,8 @@ pub struct PredictArgs {
     pub report: Option<PathBuf>,
     #[command(flatten)]
     pub limits: ImageLimitArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `bpgg demo`.
@@ -265,6 +272,8 @@ pub struct DemoArgs {
     /// Where the demo writes its data and outputs.
     #[arg(short, long, default_value = "bpgg-demo", value_name = "DIR")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `bpgg train`.
@@ -356,4 +365,6 @@ pub struct TrainArgs {
     pub tau: f32,
     #[command(flatten)]
     pub limits: ImageLimitArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }

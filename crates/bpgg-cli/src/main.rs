@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod device_args;
 mod hints;
 mod logging;
 mod malloc_tuning;

@@ -48,6 +48,11 @@ pub enum Error {
     #[error(transparent)]
     Metrics(#[from] bpgg_metrics::Error),
 
+    /// A device cannot be had: a GPU asked for in a build without CUDA support, or one that does
+    /// not answer.
+    #[error("{0}")]
+    Device(String),
+
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),

@@ -53,6 +53,7 @@
 pub mod backbone;
 pub mod baseline;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod eval;
 pub mod guidance;
@@ -63,6 +64,8 @@ pub mod ops;
 pub mod prototype;
 pub mod report;
 pub mod rng;
+#[doc(hidden)]
+pub mod test_utils;
 pub mod train;
 
 pub use error::{Error, Result};

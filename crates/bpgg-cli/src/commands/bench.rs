@@ -4,10 +4,15 @@
 //! bpgg and for the reference, and their ratio (`bpgg / reference`: below 1 means bpgg is
 //! faster). Numbers are only meaningful from a release build (`cargo build --release`), on a
 //! quiet machine: the load average is printed with them.
+//!
+//! With `--device cuda[:N]` bpgg runs on that GPU (its clock stops only when the GPU is done:
+//! [`bpgg::device::synchronize`]) and the PyTorch references run on the same GPU
+//! (`--device cuda:N` to the script); CPU-only reference runtimes say they were skipped.
 
 mod backbone;
 mod knn;
 mod metrics;
+mod parity;
 mod predict;
 mod train;
 
@@ -17,6 +22,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use bpgg::backbone::BackboneKind;
+use bpgg::device::device_name;
+use candle_core::Device;
 use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +42,9 @@ pub enum BenchCommand {
     /// Time end-to-end prediction (decode, resize, backbone, prototype scoring, upsample and
     /// blur) on a synthetic data set, bpgg against PyTorch (scripts/bench_predict.py).
     Predict(BenchPredictArgs),
+    /// Compare --device with the CPU on the same work: backbone features, the maps and image
+    /// scores of fitted models, a short training run's losses (fails when they differ).
+    Parity(parity::BenchParityArgs),
 }
 
 /// Whether to time the Python reference.
@@ -84,6 +94,8 @@ pub struct BenchBackboneArgs {
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     #[command(flatten)]
+    pub device: crate::device_args::DeviceArgs,
+    #[command(flatten)]
     pub reference: ReferenceArgs,
 }
 
@@ -107,6 +119,8 @@ pub struct BenchKnnArgs {
     /// Untimed runs before them.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    #[command(flatten)]
+    pub device: crate::device_args::DeviceArgs,
     #[command(flatten)]
     pub reference: ReferenceArgs,
 }
@@ -144,6 +158,8 @@ pub struct BenchPredictArgs {
     /// Untimed passes before them.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    #[command(flatten)]
+    pub device: crate::device_args::DeviceArgs,
     #[command(flatten)]
     pub reference: ReferenceArgs,
 }
@@ -192,6 +208,8 @@ pub struct BenchTrainArgs {
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
     #[command(flatten)]
+    pub device: crate::device_args::DeviceArgs,
+    #[command(flatten)]
     pub reference: ReferenceArgs,
 }
 
@@ -204,6 +222,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Metrics(args) => metrics::run(&args)?,
         BenchCommand::Train(args) => train::run(&args)?,
         BenchCommand::Predict(args) => predict::run(&args)?,
+        BenchCommand::Parity(args) => parity::run(&args)?,
     }
     println!("load average {} (1, 5, 15 min)", load_average());
     match peak_rss_kib() {
@@ -275,14 +294,18 @@ impl ReferenceArgs {
     /// Runs `python SCRIPT ARGS...` and parses the JSON object it prints on its last stdout
     /// line. `Err` holds a one-line reason to print (reference disabled, no python, a missing
     /// package, a failing script): the reference is optional, bpgg's numbers stand alone.
-    pub fn run_script(&self, script: &str, args: &[String]) -> ReferenceOutcome {
+    /// Off the CPU the script gets `--device cuda:N` after `args`, to run on bpgg's GPU.
+    pub fn run_script(&self, script: &str, args: &[String], device: &Device) -> ReferenceOutcome {
         if self.reference == ReferenceMode::None {
             return Err("--reference none".into());
         }
         let path = self.script_path(script)?;
-        let output = Command::new(&self.python)
-            .arg(&path)
-            .args(args)
+        let mut command = Command::new(&self.python);
+        command.arg(&path).args(args);
+        if !device.is_cpu() {
+            command.arg(format!("--device={}", device_name(device)));
+        }
+        let output = command
             .output()
             .map_err(|e| format!("cannot run {}: {e}", self.python))?;
         if !output.status.success() {
@@ -323,6 +346,15 @@ fn show(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Where the timed work runs, for a benchmark's header: `2 threads` on the CPU, `cuda:0`.
+pub fn compute_units(device: &Device) -> String {
+    if device.is_cpu() {
+        format!("{} threads", candle_core::utils::get_num_threads())
+    } else {
+        device_name(device)
+    }
 }
 
 /// A number from a reference's JSON object, with the key in the error.

@@ -10,7 +10,6 @@ use bpgg::data::{
 };
 use bpgg::eval::{evaluate_category, EvalConfig, EvalEvent};
 use bpgg::model::{fit, Encoder, ModelConfig, SupportSet};
-use candle_core::Device;
 
 use super::predict::{collect_jobs, write_outputs};
 use crate::progress;
@@ -20,6 +19,7 @@ const DEMO_SIZE: u32 = 128;
 
 pub fn run(args: crate::args::DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let out = &args.output;
+    let device = args.device.open()?;
     let data = out.join("data");
     let synth = SynthConfig {
         size: DEMO_SIZE,
@@ -33,7 +33,6 @@ pub fn run(args: crate::args::DemoArgs, quiet: bool) -> anyhow::Result<ExitCode>
         image_size: DEMO_SIZE,
         ..ModelConfig::default()
     };
-    let device = Device::Cpu;
     let encoder = Encoder::new(&config.backbone, config.image_size, &device)?;
     let category = MvtecCategory::open(&category_dir)?;
     let episode = EpisodeConfig::default();

@@ -7,7 +7,6 @@ use bpgg::data::MvtecCategory;
 use bpgg::eval::{evaluate_category, EvalConfig, EvalEvent};
 use bpgg::io::write_atomic;
 use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
-use candle_core::Device;
 use tracing::{debug, info};
 
 use crate::args::EvalArgs;
@@ -15,6 +14,7 @@ use crate::progress;
 
 pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let model = args.model.to_config()?;
+    let device = args.device.open()?;
     let config = EvalConfig {
         model,
         shots: args.shots.clone(),
@@ -32,7 +32,6 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         category.dir.display(),
         category.defect_types().join(",")
     );
-    let device = Device::Cpu;
     let start = std::time::Instant::now();
     let encoder = args.model.encoder(&config.model, &device)?;
     info!(

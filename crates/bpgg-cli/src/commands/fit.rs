@@ -7,15 +7,14 @@ use bpgg::data::{
     sample_episode, DefectSelection, EpisodeConfig, FolderDataset, MvtecCategory, Sample,
 };
 use bpgg::model::{fit, SupportSet};
-use candle_core::Device;
 
 use crate::args::FitArgs;
 
 pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     let config = args.model.to_config()?;
+    let device = args.device.open()?;
     let (defects, normals) = supports(&args)?;
     let set = SupportSet::load(&defects, &normals, args.limits.to_limits())?;
-    let device = Device::Cpu;
     let encoder = args.model.encoder(&config, &device)?;
     let model = fit(&encoder, &set, &config)?;
     model.save(&args.output)?;

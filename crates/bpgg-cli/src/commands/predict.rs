@@ -12,7 +12,6 @@ use bpgg::io::write_atomic;
 use bpgg::model::{FittedModel, Prediction, PreparedImage};
 use bpgg::report::heatmap::overlay;
 use bpgg::report::{ReportConfig, ReportWriter, RunInfo};
-use candle_core::Device;
 use image::RgbImage;
 use tracing::{debug, info};
 
@@ -31,7 +30,7 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         bail!("--batch must be at least 1");
     }
     let limits = args.limits.to_limits();
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let model = FittedModel::load(&args.model, &device)?;
     let threshold = args.threshold.unwrap_or(model.threshold);
     info!(

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bpgg::train::{train, EpisodeShape, LossConfig, TrainConfig, TrainEvent, TrainSource};
-use candle_core::Device;
 use tracing::info;
 
 use crate::args::TrainArgs;
@@ -64,6 +63,7 @@ fn config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
 
 pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = config(&args)?;
+    let device = args.device.open()?;
     let encode_bar = progress::bar(0, "encoding", quiet);
     let bar = progress::bar(config.episodes as u64, "training", quiet);
     bar.set_style(
@@ -78,7 +78,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         &args.output,
         args.resume,
         args.limits.to_limits(),
-        &Device::Cpu,
+        &device,
         |event| {
             match event {
                 TrainEvent::Encoding { done, total } => {

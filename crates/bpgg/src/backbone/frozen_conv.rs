@@ -148,7 +148,8 @@ pub(crate) struct FrozenConv2d {
     weight: Tensor,
     /// `(c_out,)`.
     bias: Tensor,
-    /// `weight` packed for the direct CPU kernel, where it runs.
+    /// `weight` packed for the direct CPU kernel, where it runs (an AVX-512 CPU, `f32` weights
+    /// on the CPU).
     packed: Option<PackedConvWeight>,
     stride: usize,
     padding: usize,
@@ -220,11 +221,11 @@ impl FrozenConv2d {
             padding: (p, p, p, p),
             activation,
         };
+        // Both kernels run their candle-ops path when `x` is not an `f32` CPU tensor; weights
+        // loaded onto a GPU are never packed.
         match &self.packed {
-            Some(packed) if packed.accepts(x) => {
-                conv2d_direct(x, packed, &self.bias, residual, &params)
-            }
-            _ => conv2d_fused(x, &self.weight, &self.bias, residual, &params),
+            Some(packed) => conv2d_direct(x, packed, &self.bias, residual, &params),
+            None => conv2d_fused(x, &self.weight, &self.bias, residual, &params),
         }
     }
 }
@@ -233,6 +234,67 @@ impl FrozenConv2d {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    use crate::test_utils::max_abs_diff;
+
+    /// A layer loaded on `device` gives the outputs of the same layer on the CPU (the direct or
+    /// im2col kernel there, candle's ops on a GPU), for ResNet's stem, 3x3 and 1x1 shapes,
+    /// with a residual and ReLU.
+    fn layer_on_device_matches_the_cpu(device: &Device) -> Result<()> {
+        let cpu = Device::Cpu;
+        for (c_in, c_out, kernel, stride, padding) in [
+            (3, 16, 7, 2, 3),
+            (16, 16, 3, 1, 1),
+            (16, 32, 3, 2, 1),
+            (16, 32, 1, 2, 0),
+        ] {
+            let geometry = ConvGeometry {
+                in_channels: c_in,
+                out_channels: c_out,
+                kernel,
+                stride,
+                padding,
+            };
+            let weight = Tensor::randn(0f32, 1f32, (c_out, c_in, kernel, kernel), &cpu)?;
+            let bias = Tensor::randn(0f32, 1f32, c_out, &cpu)?;
+            let x = Tensor::randn(0f32, 1f32, (2, c_in, 19, 17), &cpu)?;
+            let on_cpu = FrozenConv2d::from_parts(weight.clone(), bias.clone(), geometry)?;
+            let on_device = FrozenConv2d::from_parts(
+                weight.to_device(device)?,
+                bias.to_device(device)?,
+                geometry,
+            )?;
+            assert_eq!(
+                on_device.packed.is_some(),
+                on_cpu.packed.is_some() && device.is_cpu()
+            );
+            let expected = on_cpu.forward(&x)?;
+            let residual = Tensor::randn(0f32, 1f32, expected.dims(), &cpu)?;
+            let expected_fused = on_cpu.forward_fused(&x, Some(&residual), Activation::Relu)?;
+            let xd = x.to_device(device)?;
+            let got = on_device.forward(&xd)?;
+            let got_fused = on_device.forward_fused(
+                &xd,
+                Some(&residual.to_device(device)?),
+                Activation::Relu,
+            )?;
+            assert!(got.device().same_device(device), "output left {device:?}");
+            let tolerance = 1e-5 * (c_in * kernel * kernel) as f32;
+            for (a, b) in [(&got, &expected), (&got_fused, &expected_fused)] {
+                let diff = max_abs_diff(a, b)?;
+                assert!(
+                    diff <= tolerance,
+                    "{c_in}->{c_out} k{kernel} s{stride}: {diff}"
+                );
+            }
+        }
+        Ok(())
+    }
+    crate::test_device!(
+        layer_on_device_matches_the_cpu,
+        layer_on_device_matches_the_cpu_cpu,
+        layer_on_device_matches_the_cpu_cuda
+    );
 
     /// Folding is exact up to rounding: conv followed by an explicit eval-mode BatchNorm equals
     /// the folded conv.

@@ -17,9 +17,9 @@
 //! Images are spread over the rayon pool when the batch has at least as many images as the
 //! pool has threads; otherwise the gemm (and the im2col) of each image use the whole pool.
 //!
-//! Other devices and dtypes take candle's own ops (pad, `conv2d`, add, activation), so callers
-//! stay device-agnostic. Both paths compute the same sums; results differ only by `f32`
-//! summation order.
+//! Other devices and dtypes take candle's own ops ([`super::conv2d_candle`]: pad, `conv2d`, add,
+//! activation), so callers stay device-agnostic. Both paths compute the same sums; results
+//! differ only by `f32` summation order.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -27,7 +27,9 @@ use std::mem::MaybeUninit;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::{is_cpu_f32, with_cpu_f32, with_scratch, Activation, ConvShape, FusedConvParams};
+use super::{
+    conv2d_candle, is_cpu_f32, with_cpu_f32, with_scratch, Activation, ConvShape, FusedConvParams,
+};
 use crate::Result;
 
 /// `act(conv(x_pad, weight) + bias [+ residual])` with groups = 1.
@@ -50,17 +52,7 @@ pub(crate) fn conv2d_fused(
     if is_cpu_f32(x) && is_cpu_f32(weight) && is_cpu_f32(bias) && residual.is_none_or(is_cpu_f32) {
         return conv2d_fused_cpu(x, weight, bias, residual, params, &geometry);
     }
-    let (top, bottom, left, right) = params.padding;
-    let common = top.min(bottom).min(left).min(right);
-    let x = x
-        .pad_with_zeros(2, top - common, bottom - common)?
-        .pad_with_zeros(3, left - common, right - common)?;
-    let y = x.conv2d(weight, common, params.stride, 1, 1)?;
-    let mut y = y.broadcast_add(&bias.reshape((1, geometry.c_out, 1, 1))?)?;
-    if let Some(r) = residual {
-        y = (y + r)?;
-    }
-    params.activation.apply(&y)
+    conv2d_candle(x, weight, bias, residual, params)
 }
 
 /// The im2col matrix's sizes.
@@ -426,7 +418,9 @@ mod tests {
         with_residual: bool,
     }
 
-    fn check(case: &Case) -> Result<()> {
+    /// The CPU kernel, the entry point on `device` and the candle-ops path on `device`, each
+    /// against the reference computed on the CPU.
+    fn check(case: &Case, device: &Device) -> Result<()> {
         let dev = Device::Cpu;
         let (h, w) = case.size;
         let x = Tensor::randn(0f32, 1f32, (case.batch, case.c_in, h, w), &dev)?;
@@ -446,27 +440,38 @@ mod tests {
         };
         let expected = reference(&x, &weight, &bias, residual.as_ref(), &params)?;
         let fast = conv2d_fused(&x, &weight, &bias, residual.as_ref(), &params)?;
+        let on = |t: &Tensor| t.to_device(device);
+        let (xd, wd, bd) = (on(&x)?, on(&weight)?, on(&bias)?);
+        let rd = residual.as_ref().map(on).transpose()?;
+        let entry = conv2d_fused(&xd, &wd, &bd, rd.as_ref(), &params)?;
+        assert!(entry.device().same_device(device), "output left {device:?}");
+        let candle = conv2d_candle(&xd, &wd, &bd, rd.as_ref(), &params)?;
         // Sums of c_in·k·k products of N(0, 1) values: allow for f32 reordering.
         let tolerance = 1e-5 * (case.c_in * k * k) as f32;
-        let diff = max_abs_diff(&fast, &expected)?;
-        assert!(
-            diff <= tolerance,
-            "b{} {}->{} {h}x{w} k{k} s{} {:?} {:?}: {diff}",
-            case.batch,
-            case.c_in,
-            case.c_out,
-            case.stride,
-            case.padding,
-            case.activation
-        );
+        for (path, y) in [
+            ("cpu kernel", &fast),
+            ("entry", &entry),
+            ("candle ops", &candle),
+        ] {
+            let diff = max_abs_diff(y, &expected)?;
+            assert!(
+                diff <= tolerance,
+                "{path} on {device:?}: b{} {}->{} {h}x{w} k{k} s{} {:?} {:?}: {diff}",
+                case.batch,
+                case.c_in,
+                case.c_out,
+                case.stride,
+                case.padding,
+                case.activation
+            );
+        }
         Ok(())
     }
 
     /// The shapes the backbones use, scaled down: ResNet (7x7/2 stem, 3x3/1 and 3x3/2, 1x1/2
     /// downsample, residual + ReLU), EfficientNet-Lite (3x3/2 SAME stem, 1x1 pointwise with
     /// ReLU6 and residual), VGG (3x3/1); odd sizes and batches of 1 and 3.
-    #[test]
-    fn matches_candle_conv2d() -> Result<()> {
+    fn matches_candle_conv2d(device: &Device) -> Result<()> {
         use Activation::*;
         #[rustfmt::skip]
         let cases = [
@@ -487,27 +492,34 @@ mod tests {
         for (c_in, c_out, kernel, stride, padding, activation, with_residual) in cases {
             for batch in [1, 3] {
                 for size in [(16, 16), (9, 13)] {
-                    check(&Case {
-                        batch,
-                        c_in,
-                        c_out,
-                        size,
-                        kernel,
-                        stride,
-                        padding,
-                        activation,
-                        with_residual,
-                    })?;
+                    check(
+                        &Case {
+                            batch,
+                            c_in,
+                            c_out,
+                            size,
+                            kernel,
+                            stride,
+                            padding,
+                            activation,
+                            with_residual,
+                        },
+                        device,
+                    )?;
                 }
             }
         }
         Ok(())
     }
+    crate::test_device!(
+        matches_candle_conv2d,
+        matches_candle_conv2d_cpu,
+        matches_candle_conv2d_cuda
+    );
 
     /// Inputs large enough to be split into several tiles of output rows ([`TILE_VALUES`]),
     /// with im2col and for a pointwise convolution, batch 1 (threads inside the image) and 2.
-    #[test]
-    fn several_tiles_match_candle_conv2d() -> Result<()> {
+    fn several_tiles_match_candle_conv2d(device: &Device) -> Result<()> {
         #[rustfmt::skip]
         let cases = [
             (64, 3, 2, (64, 64), (1, 1, 1, 1)),
@@ -521,44 +533,59 @@ mod tests {
                 "not several tiles"
             );
             for batch in [1, 2] {
-                check(&Case {
-                    batch,
-                    c_in,
-                    c_out: 5,
-                    size,
-                    kernel,
-                    stride,
-                    padding,
-                    activation: Activation::Relu,
-                    with_residual: true,
-                })?;
+                check(
+                    &Case {
+                        batch,
+                        c_in,
+                        c_out: 5,
+                        size,
+                        kernel,
+                        stride,
+                        padding,
+                        activation: Activation::Relu,
+                        with_residual: true,
+                    },
+                    device,
+                )?;
             }
         }
         Ok(())
     }
+    crate::test_device!(
+        several_tiles_match_candle_conv2d,
+        several_tiles_match_candle_conv2d_cpu,
+        several_tiles_match_candle_conv2d_cuda
+    );
 
     /// Tiny inputs where whole kernel rows or columns fall into the padding.
-    #[test]
-    fn padding_larger_than_input() -> Result<()> {
+    fn padding_larger_than_input(device: &Device) -> Result<()> {
         for (size, kernel, stride, padding) in [
             ((1, 1), 3, 1, (1, 1, 1, 1)),
             ((1, 2), 5, 2, (2, 2, 2, 2)),
             ((2, 1), 7, 2, (3, 3, 3, 3)),
         ] {
-            check(&Case {
-                batch: 2,
-                c_in: 3,
-                c_out: 4,
-                size,
-                kernel,
-                stride,
-                padding,
-                activation: Activation::Identity,
-                with_residual: false,
-            })?;
+            check(
+                &Case {
+                    batch: 2,
+                    c_in: 3,
+                    c_out: 4,
+                    size,
+                    kernel,
+                    stride,
+                    padding,
+                    activation: Activation::Identity,
+                    with_residual: false,
+                },
+                device,
+            )?;
         }
         Ok(())
     }
+    crate::test_device!(
+        padding_larger_than_input,
+        padding_larger_than_input_cpu,
+        padding_larger_than_input_cuda
+    );
 
     #[test]
     fn rejects_mismatched_shapes() -> Result<()> {

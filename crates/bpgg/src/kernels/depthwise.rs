@@ -5,8 +5,9 @@
 //! 1152 channels becomes 1152 tiny im2col + matmul calls. On the CPU (contiguous `f32`) this
 //! kernel instead walks each channel's plane once per kernel tap, with the zero padding handled
 //! by index bounds (no padded copy), the planes spread over the rayon pool and the activation
-//! applied while the plane is in cache. Other devices fall back to candle's grouped `conv2d` on
-//! an explicitly padded input, so callers stay device-agnostic.
+//! applied while the plane is in cache. Other devices and dtypes fall back to candle's grouped
+//! `conv2d` on an explicitly padded input ([`depthwise_conv2d_candle`]), so callers stay
+//! device-agnostic.
 
 use std::mem::MaybeUninit;
 
@@ -73,6 +74,24 @@ pub(crate) fn depthwise_conv2d(
         let dims = (batch, channels, geometry.out_h, geometry.out_w);
         return Ok(Tensor::from_vec(out, dims, &Device::Cpu)?);
     }
+    depthwise_conv2d_candle(x, weight, bias, stride, padding, activation)
+}
+
+/// [`depthwise_conv2d`] through candle's ops (zero pad, grouped `conv2d`, bias, activation):
+/// its path off the CPU, on any device and float dtype.
+///
+/// # Shapes
+/// As [`depthwise_conv2d`].
+pub(crate) fn depthwise_conv2d_candle(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    stride: usize,
+    padding: Padding2d,
+    activation: Activation,
+) -> Result<Tensor> {
+    let channels = weight.dim(0)?;
+    let (top, bottom, left, right) = padding;
     let x = x
         .pad_with_zeros(2, top, bottom)?
         .pad_with_zeros(3, left, right)?;
@@ -274,39 +293,88 @@ mod tests {
             .broadcast_add(&bias.reshape((1, channels, 1, 1))?)?)
     }
 
-    /// The direct kernel against candle's grouped convolution on a padded input.
-    fn check(h: usize, w: usize, k: usize, stride: usize, padding: Padding2d) -> Result<()> {
+    /// The CPU kernel, the entry point on `device` and the candle-ops path on `device`, each
+    /// against candle's grouped convolution on a padded input computed on the CPU.
+    #[allow(clippy::too_many_arguments)]
+    fn check_on(
+        device: &Device,
+        (batch, channels): (usize, usize),
+        (h, w): (usize, usize),
+        k: usize,
+        stride: usize,
+        padding: Padding2d,
+        activation: Activation,
+    ) -> Result<()> {
         let dev = Device::Cpu;
-        let channels = 5;
-        let x = Tensor::randn(0f32, 1f32, (2, channels, h, w), &dev)?;
+        let x = Tensor::randn(0f32, 1f32, (batch, channels, h, w), &dev)?;
         let weight = Tensor::randn(0f32, 1f32, (channels, 1, k, k), &dev)?;
         let bias = Tensor::randn(0f32, 1f32, channels, &dev)?;
-        let fast = depthwise_conv2d(&x, &weight, &bias, stride, padding, Activation::Identity)?;
-        let slow = grouped_reference(&x, &weight, &bias, stride, padding)?;
-        let diff = max_abs_diff(&fast, &slow)?;
-        assert!(diff < 1e-5, "{h}x{w} k{k} s{stride} {padding:?}: {diff}");
-        Ok(())
-    }
-
-    /// EfficientNet-Lite sizes: many planes (several rayon tasks) and a fused ReLU6.
-    #[test]
-    fn wide_layer_with_relu6_matches_grouped_conv2d() -> Result<()> {
-        let dev = Device::Cpu;
-        let (batch, channels, size) = (2, 96, 32);
-        for (k, stride, padding) in [(3, 1, (1, 1, 1, 1)), (5, 2, (1, 2, 1, 2))] {
-            let x = Tensor::randn(0f32, 1f32, (batch, channels, size, size), &dev)?;
-            let weight = Tensor::randn(0f32, 1f32, (channels, 1, k, k), &dev)?;
-            let bias = Tensor::randn(0f32, 1f32, channels, &dev)?;
-            let fast = depthwise_conv2d(&x, &weight, &bias, stride, padding, Activation::Relu6)?;
-            let slow = grouped_reference(&x, &weight, &bias, stride, padding)?.clamp(0f32, 6f32)?;
-            let diff = max_abs_diff(&fast, &slow)?;
-            assert!(diff < 1e-5, "k{k} s{stride}: {diff}");
+        let expected =
+            activation.apply(&grouped_reference(&x, &weight, &bias, stride, padding)?)?;
+        let fast = depthwise_conv2d(&x, &weight, &bias, stride, padding, activation)?;
+        let (xd, wd, bd) = (
+            x.to_device(device)?,
+            weight.to_device(device)?,
+            bias.to_device(device)?,
+        );
+        let entry = depthwise_conv2d(&xd, &wd, &bd, stride, padding, activation)?;
+        assert!(entry.device().same_device(device), "output left {device:?}");
+        let candle = depthwise_conv2d_candle(&xd, &wd, &bd, stride, padding, activation)?;
+        for (path, y) in [
+            ("cpu kernel", &fast),
+            ("entry", &entry),
+            ("candle ops", &candle),
+        ] {
+            let diff = max_abs_diff(y, &expected)?;
+            assert!(
+                diff < 1e-5,
+                "{path} on {device:?}: {h}x{w} k{k} s{stride} {padding:?}: {diff}"
+            );
         }
         Ok(())
     }
 
-    #[test]
-    fn matches_grouped_conv2d() -> Result<()> {
+    fn check(
+        device: &Device,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        padding: Padding2d,
+    ) -> Result<()> {
+        check_on(
+            device,
+            (2, 5),
+            (h, w),
+            k,
+            stride,
+            padding,
+            Activation::Identity,
+        )
+    }
+
+    /// EfficientNet-Lite sizes: many planes (several rayon tasks) and a fused ReLU6.
+    fn wide_layer_with_relu6_matches_grouped_conv2d(device: &Device) -> Result<()> {
+        for (k, stride, padding) in [(3, 1, (1, 1, 1, 1)), (5, 2, (1, 2, 1, 2))] {
+            check_on(
+                device,
+                (2, 96),
+                (32, 32),
+                k,
+                stride,
+                padding,
+                Activation::Relu6,
+            )?;
+        }
+        Ok(())
+    }
+    crate::test_device!(
+        wide_layer_with_relu6_matches_grouped_conv2d,
+        wide_layer_with_relu6_matches_grouped_conv2d_cpu,
+        wide_layer_with_relu6_matches_grouped_conv2d_cuda
+    );
+
+    fn matches_grouped_conv2d(device: &Device) -> Result<()> {
         for (h, w) in [(8, 8), (7, 9), (1, 1), (2, 3)] {
             for (k, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
                 for padding in [
@@ -318,11 +386,16 @@ mod tests {
                 ] {
                     let (t, b, l, r) = padding;
                     if h + t + b >= k && w + l + r >= k {
-                        check(h, w, k, stride, padding)?;
+                        check(device, h, w, k, stride, padding)?;
                     }
                 }
             }
         }
         Ok(())
     }
+    crate::test_device!(
+        matches_grouped_conv2d,
+        matches_grouped_conv2d_cpu,
+        matches_grouped_conv2d_cuda
+    );
 }

@@ -21,7 +21,7 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::{
-    fill_phased, is_cpu_f32, kernel_error, with_cpu_f32, with_scratch, Activation, ConvShape,
+    conv2d_candle, fill_phased, is_cpu_f32, with_cpu_f32, with_scratch, Activation, ConvShape,
     FusedConvParams, PlaneGeometry, RELU6_MAX,
 };
 use crate::Result;
@@ -38,10 +38,13 @@ const TASKS_PER_THREAD: usize = 4;
 
 /// A convolution weight `(c_out, c_in, k, k)` repacked for the micro-kernel: blocks of
 /// [`TILE_CHANNELS`] output channels, each `(c_in·k², TILE_CHANNELS)`, so that one tap's weights
-/// for the tile's channels are adjacent.
+/// for the tile's channels are adjacent; with the weight itself for the candle-ops path.
 #[derive(Debug, Clone)]
 pub(crate) struct PackedConvWeight {
     data: Vec<f32>,
+    /// The weight it was packed from (a shared handle, not a copy): what
+    /// [`super::conv2d_candle`] takes when the input is not an `f32` CPU tensor.
+    weight: Tensor,
     c_out: usize,
     c_in: usize,
     kernel: usize,
@@ -61,8 +64,8 @@ impl PackedConvWeight {
         if k != k2 || !c_out.is_multiple_of(TILE_CHANNELS) || c_out == 0 {
             return None;
         }
-        let weight = weight.contiguous().ok()?;
-        let (storage, layout) = weight.storage_and_layout();
+        let contiguous = weight.contiguous().ok()?;
+        let (storage, layout) = contiguous.storage_and_layout();
         let Storage::Cpu(CpuStorage::F32(values)) = &*storage else {
             return None;
         };
@@ -79,6 +82,7 @@ impl PackedConvWeight {
         }
         Some(Self {
             data,
+            weight: weight.clone(),
             c_out,
             c_in,
             kernel: k,
@@ -103,7 +107,8 @@ impl PackedConvWeight {
 }
 
 /// `act(conv(x_pad, weight) + bias [+ residual])` with groups = 1, on the weight packed as
-/// `packed`; callers check [`PackedConvWeight::accepts`] first (otherwise: an error).
+/// `packed`: the direct kernel when every operand is an `f32` CPU tensor, else candle's ops
+/// ([`super::conv2d_candle`] on the weight `packed` was made from).
 ///
 /// # Shapes
 /// - `x`: `(batch, c_in, h, w)`; `bias`: `(c_out,)`; `residual` (optional): the output's shape;
@@ -117,11 +122,7 @@ pub(crate) fn conv2d_direct(
 ) -> Result<Tensor> {
     let g = ConvShape::new(x, packed.weight_dims(), bias, residual, params)?;
     if !packed.accepts(x) || !is_cpu_f32(bias) || !residual.is_none_or(is_cpu_f32) {
-        return Err(kernel_error(format!(
-            "conv2d_direct runs on f32 CPU tensors, got {:?} on {:?}",
-            x.dtype(),
-            x.device().location()
-        )));
+        return conv2d_candle(x, &packed.weight, bias, residual, params);
     }
     let out = with_cpu_f32(x, "conv2d_direct input", |x| {
         with_cpu_f32(bias, "conv2d_direct bias", |bias| {
@@ -539,7 +540,9 @@ mod tests {
     use super::super::test_support::{conv_reference, max_abs_diff};
     use super::super::Padding2d;
 
-    /// The direct kernel against candle's plain ops (pad, conv2d, bias, residual, activation).
+    /// The direct kernel, and the candle-ops path layers take off the CPU
+    /// ([`super::super::conv2d_candle`]), against candle's plain ops (pad, conv2d, bias,
+    /// residual, activation).
     fn check(
         c_in: usize,
         c_out: usize,
@@ -561,6 +564,13 @@ mod tests {
         let plain = conv_reference(&x, &weight, &bias, None, &params)?;
         let residual = Tensor::randn(0f32, 1f32, plain.dims(), &dev)?;
         let expected = conv_reference(&x, &weight, &bias, Some(&residual), &params)?;
+        let tolerance = 1e-5 * (c_in * kernel * kernel) as f32;
+        let candle = conv2d_candle(&x, &weight, &bias, Some(&residual), &params)?;
+        let diff = max_abs_diff(&candle, &expected)?;
+        assert!(
+            diff <= tolerance,
+            "candle ops {c_in} {size} k{kernel}: {diff}"
+        );
         let Some(packed) = PackedConvWeight::new(&weight) else {
             eprintln!("no AVX-512: the direct convolution is not used on this CPU");
             return Ok(());
@@ -571,7 +581,6 @@ mod tests {
             let residual = residual.narrow(0, 0, batch)?;
             let fast = conv2d_direct(&x, &packed, &bias, Some(&residual), &params)?;
             let diff = max_abs_diff(&fast, &expected.narrow(0, 0, batch)?)?;
-            let tolerance = 1e-5 * (c_in * kernel * kernel) as f32;
             assert!(
                 diff <= tolerance,
                 "b{batch} {c_in} {size} k{kernel} s{stride} {padding:?}: {diff}"

@@ -4,7 +4,8 @@
 //! copy of the stem output (the largest feature map of the network) and then candle's pool, two
 //! passes and a large allocation. On the CPU (contiguous `f32`) this kernel reads each plane once,
 //! the padding handled by window bounds, the planes spread over the rayon pool. Other devices
-//! and dtypes take candle's ops on a `-inf`-padded copy, so callers stay device-agnostic.
+//! and dtypes take candle's ops on a `-inf`-padded copy ([`max_pool2d_candle`]), so callers stay
+//! device-agnostic.
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -41,8 +42,7 @@ pub(crate) fn max_pool2d(
     let out_h = (h + 2 * padding - kernel) / stride + 1;
     let out_w = (w + 2 * padding - kernel) / stride + 1;
     if !is_cpu_f32(x) {
-        let x = pad_neg_inf(x, padding)?;
-        return Ok(x.max_pool2d_with_stride(kernel, stride)?);
+        return max_pool2d_candle(x, kernel, stride, padding);
     }
     let pool = PoolShape {
         h,
@@ -68,6 +68,20 @@ pub(crate) fn max_pool2d(
         (batch, channels, out_h, out_w),
         &Device::Cpu,
     )?)
+}
+
+/// [`max_pool2d`] through candle's ops (a `-inf`-padded copy, then candle's pool): its path off
+/// the CPU, on any device and float dtype.
+///
+/// # Shapes
+/// As [`max_pool2d`] (sizes checked there).
+pub(crate) fn max_pool2d_candle(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    Ok(pad_neg_inf(x, padding)?.max_pool2d_with_stride(kernel, stride)?)
 }
 
 /// `x` with `padding` rows and columns of `-inf` on every side (candle ops, any device).
@@ -156,32 +170,72 @@ struct PoolScratch {
 mod tests {
     use candle_core::DType;
 
+    use super::super::test_support::max_abs_diff;
     use super::*;
 
-    /// Against candle's pool on an explicitly `-inf`-padded input.
-    #[test]
-    fn matches_padded_candle_pool() -> Result<()> {
-        let dev = Device::Cpu;
+    /// Every window's maximum, by brute force on the host: the reference.
+    fn brute_force(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let values = x.flatten_all()?.to_vec1::<f32>()?;
+        let out_h = (h + 2 * padding - kernel) / stride + 1;
+        let out_w = (w + 2 * padding - kernel) / stride + 1;
+        let mut out = Vec::with_capacity(n * c * out_h * out_w);
+        for plane in values.chunks_exact(h * w) {
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    let mut best = f32::NEG_INFINITY;
+                    for i in 0..kernel {
+                        for j in 0..kernel {
+                            let (y, x) = (oy * stride + i, ox * stride + j);
+                            if (padding..padding + h).contains(&y)
+                                && (padding..padding + w).contains(&x)
+                            {
+                                best = best.max(plane[(y - padding) * w + x - padding]);
+                            }
+                        }
+                    }
+                    out.push(best);
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (n, c, out_h, out_w), &Device::Cpu)?)
+    }
+
+    /// The CPU kernel, the entry point on `device` and the candle-ops path on `device` against
+    /// the brute-force maximum: equal to the bit (a maximum does not round).
+    fn matches_brute_force_and_candle_pool(device: &Device) -> Result<()> {
         for (size, kernel, stride, padding) in [
             ((16, 16), 3, 2, 1),
             ((9, 13), 3, 2, 1),
             ((8, 8), 2, 2, 0),
             ((7, 5), 3, 1, 1),
         ] {
-            let x = Tensor::randn(0f32, 1f32, (2, 3, size.0, size.1), &dev)?;
+            let x = Tensor::randn(0f32, 1f32, (2, 3, size.0, size.1), &Device::Cpu)?;
+            let expected = brute_force(&x, kernel, stride, padding)?;
             let fast = max_pool2d(&x, kernel, stride, padding)?;
-            let padded = pad_neg_inf(&x, padding)?;
-            let slow = padded.max_pool2d_with_stride(kernel, stride)?;
-            assert_eq!(fast.dims(), slow.dims());
-            let diff = (fast - slow)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
-            assert_eq!(diff, 0.0, "{size:?} k{kernel} s{stride} p{padding}");
+            let xd = x.to_device(device)?;
+            let entry = max_pool2d(&xd, kernel, stride, padding)?;
+            assert!(entry.device().same_device(device), "output left {device:?}");
+            let candle = max_pool2d_candle(&xd, kernel, stride, padding)?;
+            for (path, y) in [
+                ("cpu kernel", &fast),
+                ("entry", &entry),
+                ("candle ops", &candle),
+            ] {
+                let diff = max_abs_diff(y, &expected)?;
+                assert_eq!(
+                    diff, 0.0,
+                    "{path} on {device:?}: {size:?} k{kernel} s{stride} p{padding}"
+                );
+            }
         }
         Ok(())
     }
+    crate::test_device!(
+        matches_brute_force_and_candle_pool,
+        matches_brute_force_and_candle_pool_cpu,
+        matches_brute_force_and_candle_pool_cuda
+    );
 
     #[test]
     fn rejects_padding_as_large_as_the_kernel() -> Result<()> {

@@ -1,7 +1,11 @@
 //! CPU compute kernels of the frozen backbones, and the pieces they share.
 //!
-//! Every kernel runs on contiguous `f32` CPU tensors and keeps candle's own ops as the fallback
-//! for other devices and dtypes, so callers stay device-agnostic:
+//! Every kernel runs on contiguous `f32` CPU tensors. Its entry point checks where its operands
+//! are and sends anything else (a CUDA tensor, another dtype) to the same computation written
+//! with candle's ops (`*_candle`: [`conv2d_candle`], `depthwise_conv2d_candle`,
+//! `max_pool2d_candle`, `nearest_candle`), so callers stay device-agnostic and a model gives the
+//! same maps on the CPU and on a GPU. The tests compare each kernel with its candle-ops path on
+//! the same CPU tensors, and on a GPU in CUDA builds:
 //! - [`conv2d_fused`]: dense convolution through im2col + gemm, with bias, residual and
 //!   activation fused (any shape);
 //! - [`conv2d_direct`]: a direct (implicit-gemm) dense convolution on weights packed once
@@ -175,6 +179,36 @@ impl ConvShape {
             out_w: self.out_w,
         }
     }
+}
+
+/// `act(conv(x_pad, weight) + bias [+ residual])` through candle's ops (pad, `conv2d`, add,
+/// activation): the path of [`conv2d_fused`] and [`conv2d_direct`] off the CPU, on any device
+/// and float dtype. The padding common to all four sides goes to candle's `conv2d`, the rest
+/// (TensorFlow's asymmetric "SAME") to an explicit zero pad.
+///
+/// # Shapes
+/// - `x`: `(batch, c_in, h, w)`; `weight`: `(c_out, c_in, k, k)`; `bias`: `(c_out,)`;
+/// - `residual` (optional): the output's shape;
+/// - returns `(batch, c_out, (h + top + bottom − k) / s + 1, (w + left + right − k) / s + 1)`.
+pub(crate) fn conv2d_candle(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    residual: Option<&Tensor>,
+    params: &FusedConvParams,
+) -> Result<Tensor> {
+    let (top, bottom, left, right) = params.padding;
+    let common = top.min(bottom).min(left).min(right);
+    let x = x
+        .pad_with_zeros(2, top - common, bottom - common)?
+        .pad_with_zeros(3, left - common, right - common)?;
+    let y = x.conv2d(weight, common, params.stride, 1, 1)?;
+    let c_out = weight.dim(0)?;
+    let mut y = y.broadcast_add(&bias.reshape((1, c_out, 1, 1))?)?;
+    if let Some(r) = residual {
+        y = (y + r)?;
+    }
+    params.activation.apply(&y)
 }
 
 /// Whether a tensor is one the CPU kernels run on: `f32` on the CPU.

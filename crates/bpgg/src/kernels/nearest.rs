@@ -11,8 +11,8 @@
 //! same blocking through `gemm` into a cache-sized tile. Blocks of queries are spread over the
 //! rayon pool. The work is `2 · queries · bank · dim` flops: linear in the bank size.
 //!
-//! Other devices and dtypes take candle's ops (a chunked matmul and a running maximum), so
-//! callers stay device-agnostic. All paths compute the same sums; results differ only by `f32`
+//! Other devices and dtypes take candle's ops ([`nearest_candle`]: a chunked matmul and a
+//! running maximum), so callers stay device-agnostic. All paths compute the same sums; results differ only by `f32`
 //! summation order.
 
 use std::cell::RefCell;
@@ -79,8 +79,17 @@ pub(crate) fn nearest(
     nearest_candle(queries, bank, kind, fallback_block)
 }
 
-/// Candle's ops, in blocks of `block` rows (any device).
-fn nearest_candle(queries: &Tensor, bank: &Tensor, kind: Nearest, block: usize) -> Result<Tensor> {
+/// [`nearest`] through candle's ops, in blocks of `block` rows: its path off the CPU, on any
+/// device and float dtype.
+///
+/// # Shapes
+/// As [`nearest`] (sizes checked there).
+pub(crate) fn nearest_candle(
+    queries: &Tensor,
+    bank: &Tensor,
+    kind: Nearest,
+    block: usize,
+) -> Result<Tensor> {
     let (q, _) = queries.dims2()?;
     let m = bank.dim(0)?;
     let bank_sq = match kind {
@@ -527,9 +536,10 @@ mod tests {
 
     /// Several query and bank blocks with ragged ends, one bank row, a row narrower than one
     /// reduction vector, all-negative dot products (with one bank row, the padding of the
-    /// AVX2 kernel's last group must not win); both kinds; every path against brute force.
-    #[test]
-    fn matches_brute_force() -> Result<()> {
+    /// AVX2 kernel's last group must not win); both kinds; every path against brute force: the
+    /// CPU kernel, its gemm and AVX2 variants, and on `device` the entry point and the
+    /// candle-ops path.
+    fn matches_brute_force(device: &Device) -> Result<()> {
         let dev = Device::Cpu;
         for (q, m, dim) in [
             (1, 1, 3),
@@ -543,11 +553,17 @@ mod tests {
             let bank = rows(2, m, dim);
             let qt = Tensor::from_vec(queries.clone(), (q, dim), &dev)?;
             let bt = Tensor::from_vec(bank.clone(), (m, dim), &dev)?;
+            let (qd, bd) = (qt.to_device(device)?, bt.to_device(device)?);
+            let host = |t: Tensor| -> Result<Vec<f32>> {
+                assert!(t.device().same_device(device), "output left {device:?}");
+                Ok(t.to_device(&dev)?.to_vec1::<f32>()?)
+            };
             for kind in [Nearest::MaxDot, Nearest::MinSquaredDistance] {
                 let expected = brute_force(&queries, &bank, dim, kind);
                 let fast = nearest(&qt, &bt, kind, 64)?.to_vec1::<f32>()?;
+                let entry = host(nearest(&qd, &bd, kind, 64)?)?;
                 // Blocks of 50 rows: several query and bank blocks on the fallback too.
-                let fallback = nearest_candle(&qt, &bt, kind, 50)?.to_vec1::<f32>()?;
+                let fallback = host(nearest_candle(&qd, &bd, kind, 50)?)?;
                 let gemm = nearest_gemm(&queries, &bank, dim, kind);
                 #[cfg(target_arch = "x86_64")]
                 let avx2 = if avx2_fma_available() {
@@ -562,13 +578,14 @@ mod tests {
                     let tolerance = 1e-5 * dim as f64;
                     for (name, got) in [
                         ("kernel", fast[i]),
+                        ("entry", entry[i]),
                         ("fallback", fallback[i]),
                         ("gemm", gemm[i]),
                         ("avx2", avx2[i]),
                     ] {
                         assert!(
                             (f64::from(got) - e).abs() <= tolerance,
-                            "{name} {kind:?} q{q} m{m} d{dim} row {i}: {got} vs {e}"
+                            "{name} on {device:?} {kind:?} q{q} m{m} d{dim} row {i}: {got} vs {e}"
                         );
                     }
                 }
@@ -576,6 +593,11 @@ mod tests {
         }
         Ok(())
     }
+    crate::test_device!(
+        matches_brute_force,
+        matches_brute_force_cpu,
+        matches_brute_force_cuda
+    );
 
     /// A query equal to a bank row is at distance 0 (not a small negative number) and its
     /// largest dot product is its own squared norm.

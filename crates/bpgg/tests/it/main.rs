@@ -2,6 +2,7 @@
 
 mod architecture;
 mod bad_input;
+mod device;
 mod effnet;
 mod model;
 mod pickles;

@@ -8,7 +8,7 @@ use bpgg::Error;
 use candle_core::Device;
 
 /// A small synthetic category at 64 px and the supports of one episode.
-fn setup(dir: &std::path::Path) -> Result<(MvtecCategory, SupportSet)> {
+pub(crate) fn setup(dir: &std::path::Path) -> Result<(MvtecCategory, SupportSet)> {
     let cat_dir = write_synthetic_dataset(
         dir,
         &SynthConfig {
@@ -36,7 +36,7 @@ fn setup(dir: &std::path::Path) -> Result<(MvtecCategory, SupportSet)> {
     Ok((category, supports))
 }
 
-fn config(scoring: Scoring) -> ModelConfig {
+pub(crate) fn config(scoring: Scoring) -> ModelConfig {
     ModelConfig {
         image_size: 64,
         scoring,

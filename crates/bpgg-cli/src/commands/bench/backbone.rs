@@ -12,7 +12,7 @@ use bpgg::backbone::{
 };
 use candle_core::{Device, Tensor};
 
-use super::{json_f64, time_runs, BenchBackboneArgs, ReferenceOutcome, Timing};
+use super::{compute_units, json_f64, time_runs, BenchBackboneArgs, ReferenceOutcome, Timing};
 
 /// Largest pixel value of the random input images (bpgg's backbones take `0..=255`).
 const MAX_PIXEL: f32 = 255.0;
@@ -27,15 +27,16 @@ pub fn run(args: &BenchBackboneArgs) -> anyhow::Result<()> {
         args.batch.iter().all(|&b| b > 0),
         "--batch sizes must be positive"
     );
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let threads = candle_core::utils::get_num_threads();
     println!(
         "forward to the deepest default feature layer on {0}x{0} random images; median and min \
-         over {1} runs after {2} warm-up; {threads} threads for bpgg and for every reference \
-         runtime (each checked against eager PyTorch's features before it is timed)",
+         over {1} runs after {2} warm-up; {3} for bpgg and for every reference runtime (each \
+         checked against eager PyTorch's features before it is timed)",
         args.size,
         args.repeats.max(1),
-        args.warmup
+        args.warmup,
+        compute_units(&device),
     );
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     for &kind in &args.backbones {
@@ -45,6 +46,7 @@ pub fn run(args: &BenchBackboneArgs) -> anyhow::Result<()> {
             let images = Tensor::rand(0.0, MAX_PIXEL, (batch, 3, args.size, args.size), &device)?;
             let bpgg = time_runs(args.warmup, args.repeats, || {
                 net.forward_features(&images)?;
+                bpgg::device::synchronize(&device)?;
                 Ok(())
             })?
             .per(batch);
@@ -66,6 +68,7 @@ pub fn run(args: &BenchBackboneArgs) -> anyhow::Result<()> {
                     "--threads".into(),
                     threads.to_string(),
                 ],
+                &device,
             );
             print_case(net.as_ref(), batch, args.size, bpgg, reference)?;
         }
@@ -75,7 +78,10 @@ pub fn run(args: &BenchBackboneArgs) -> anyhow::Result<()> {
 
 /// The backbone configuration for bpgg and the same weights as a safetensors file in `dir` for
 /// PyTorch: EfficientNet-Lite0's embedded trunk, or synthetic ResNet-18 weights.
-fn prepare_weights(kind: BackboneKind, dir: &Path) -> anyhow::Result<(BackboneConfig, PathBuf)> {
+pub(super) fn prepare_weights(
+    kind: BackboneKind,
+    dir: &Path,
+) -> anyhow::Result<(BackboneConfig, PathBuf)> {
     let path = dir.join(format!("{}.safetensors", kind.name()));
     let weights = match kind {
         BackboneKind::EfficientNetLite0 => {

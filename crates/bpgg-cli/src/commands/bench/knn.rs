@@ -6,9 +6,9 @@
 use anyhow::ensure;
 use bpgg::baseline::{KnnConfig, MemoryBank};
 use bpgg::ops::l2_normalize;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
-use super::{json_f64, time_runs, BenchKnnArgs, Timing};
+use super::{compute_units, json_f64, time_runs, BenchKnnArgs, Timing};
 
 /// Milliseconds per second.
 const MS: f64 = 1e3;
@@ -22,16 +22,17 @@ pub fn run(args: &BenchKnnArgs) -> anyhow::Result<()> {
         args.normal.iter().all(|&n| n > 0),
         "--normal counts must be positive"
     );
-    let dev = Device::Cpu;
+    let dev = args.device.open()?;
     let threads = candle_core::utils::get_num_threads();
     let (c, g) = (args.channels, args.grid);
     println!(
         "k-NN distance of {} query images ({c} channels on a {g}x{g} grid: 256 px at stride 8) to \
          a bank of every pixel of N normal images; exact search; median and min per query image \
-         over {} runs after {} warm-up; {threads} threads for bpgg and for pytorch",
+         over {} runs after {} warm-up; {} for bpgg and for pytorch",
         args.queries,
         args.repeats.max(1),
-        args.warmup
+        args.warmup,
+        compute_units(&dev),
     );
     let feats = |n: usize| -> anyhow::Result<Tensor> {
         Ok(l2_normalize(
@@ -44,6 +45,7 @@ pub fn run(args: &BenchKnnArgs) -> anyhow::Result<()> {
         let bank = MemoryBank::new(&feats(normal)?, &KnnConfig::default())?;
         let bpgg = time_runs(args.warmup, args.repeats, || {
             bank.score(&queries)?;
+            bpgg::device::synchronize(&dev)?;
             Ok(())
         })?
         .per(args.queries);
@@ -65,6 +67,7 @@ pub fn run(args: &BenchKnnArgs) -> anyhow::Result<()> {
                 "--threads".into(),
                 threads.to_string(),
             ],
+            &dev,
         );
         let head = format!(
             "{normal:>4} normal images ({:>7} bank rows): bpgg {:>7.2} ms/query (min {:.2})",

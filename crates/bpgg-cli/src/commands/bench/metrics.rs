@@ -69,6 +69,7 @@ pub fn run(args: &BenchMetricsArgs) -> anyhow::Result<()> {
             "--repeats".into(),
             args.repeats.max(1).to_string(),
         ],
+        &candle_core::Device::Cpu,
     );
     let head = format!(
         "metrics {} maps {1}x{1}: bpgg {2:.1} ms (min {3:.1})",

@@ -25,9 +25,8 @@ use bpgg::data::transform::resize_image;
 use bpgg::data::ImageLimits;
 use bpgg::model::Encoder;
 use bpgg::model::{fit, FittedModel, ModelConfig, Scoring, SupportSet};
-use candle_core::Device;
 
-use super::{json_f64, time_runs, BenchPredictArgs, BenchScoring, Timing};
+use super::{compute_units, json_f64, time_runs, BenchPredictArgs, BenchScoring, Timing};
 
 /// Defect images the prototypes are fitted from.
 const SUPPORT_DEFECTS: usize = 5;
@@ -69,13 +68,14 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
         scoring,
         ..ModelConfig::default()
     };
-    let device = Device::Cpu;
+    let device = args.device.open()?;
     let encoder = Encoder::new(&config.backbone, config.image_size, &device)?;
     let model = fit(&encoder, &supports(&category)?, &config)?;
     println!(
         "predict {n} synthetic {src}x{src} PNGs (decode, resize to {size}, {net}, {scoring} \
          scoring, upsample + blur) in batches of {batch}; median and min over {repeats} passes \
-         after {warmup} warm-up; {threads} threads for bpgg and for pytorch",
+         after {warmup} warm-up; {units} for bpgg and for pytorch",
+        units = compute_units(&device),
         scoring = config.scoring.name(),
         n = queries.len(),
         src = args.source_size,
@@ -144,6 +144,7 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
             "--check-map".into(),
             first_map.display().to_string(),
         ],
+        &device,
     );
     match reference {
         Ok(json) => {

@@ -6,9 +6,9 @@ use anyhow::ensure;
 use bpgg::model::{HeadConfig, ProjectionHead};
 use bpgg::ops::l2_normalize;
 use bpgg::train::{episode_loss, EpisodeTensors, LossConfig, Optimizer, OptimizerKind};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
-use super::{json_f64, time_runs, BenchTrainArgs, Timing};
+use super::{compute_units, json_f64, time_runs, BenchTrainArgs, Timing};
 
 /// Milliseconds per second.
 const MS: f64 = 1e3;
@@ -18,20 +18,21 @@ pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
         args.shots > 0 && args.queries > 0 && args.grid > 0,
         "--shots, --queries and --grid must be positive"
     );
-    let dev = Device::Cpu;
+    let dev = args.device.open()?;
     let threads = candle_core::utils::get_num_threads();
     let (c, g) = (args.channels, args.grid);
     println!(
         "one training step: {} defect + {} normal supports, {} defect + {} normal queries, \
          {c} channels on a {g}x{g} grid, head width {}; median and min over {} steps after {} \
-         warm-up; {threads} threads for bpgg and for pytorch",
+         warm-up; {} for bpgg and for pytorch",
         args.shots,
         args.normal_shots,
         args.queries,
         args.normal_queries,
         args.hidden,
         args.repeats.max(1),
-        args.warmup
+        args.warmup,
+        compute_units(&dev),
     );
     let feats = |n: usize| -> anyhow::Result<Tensor> {
         Ok(l2_normalize(
@@ -88,6 +89,7 @@ pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
         let parts = episode_loss(&head, &episode, &loss)?;
         let grads = parts.total.backward()?;
         optimizer.step(&vars, &grads, 1e-3)?;
+        bpgg::device::synchronize(&dev)?;
         Ok(())
     })?;
     let reference = args.reference.run_script(
@@ -104,6 +106,7 @@ pub fn run(args: &BenchTrainArgs) -> anyhow::Result<()> {
             format!("--warmup={}", args.warmup),
             format!("--threads={threads}"),
         ],
+        &dev,
     );
     let line = format!(
         "train step: bpgg {:.1} ms (min {:.1}), {:.1} episodes/s",
