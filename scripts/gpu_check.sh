@@ -178,21 +178,27 @@ if [ -f "$work/pred-dev/results.jsonl" ] && [ -f "$work/pred-cpu/results.jsonl" 
     n=$(wc -l < "$work/pred-dev/results.jsonl")
     say "predict CLI: $n image scores, largest |cpu - $dev| $worst"
 fi
-step "eval on $dev" 300 "$bin" -q eval --device "$dev" --data "$synth" --category synthetic_tile \
-    --shots 1,5 --seeds 2 --json "$work/eval-dev.json"
-step "eval on cpu" 300 "$bin" -q eval --device cpu --data "$synth" --category synthetic_tile \
-    --shots 1,5 --seeds 2 --json "$work/eval-cpu.json"
-if [ -f "$work/eval-dev.json" ] && [ -f "$work/eval-cpu.json" ]; then
-    if cmp -s <(tr ',' '\n' < "$work/eval-cpu.json" | grep -v '_s"\|seconds\|ms_') \
-              <(tr ',' '\n' < "$work/eval-dev.json" | grep -v '_s"\|seconds\|ms_'); then
-        say "eval CLI: the same metrics on cpu and $dev (JSON equal but for timings)"
+STEP_TEE="$work/eval-dev.txt" step "eval on $dev" 300 "$bin" -q eval --device "$dev" \
+    --data "$synth" --category synthetic_tile --shots 1,5 --seeds 2
+STEP_TEE="$work/eval-cpu.txt" step "eval on cpu" 300 "$bin" -q eval --device cpu \
+    --data "$synth" --category synthetic_tile --shots 1,5 --seeds 2
+if [ -s "$work/eval-dev.txt" ] && [ -s "$work/eval-cpu.txt" ]; then
+    if cmp -s <(grep '^|' "$work/eval-cpu.txt") <(grep '^|' "$work/eval-dev.txt"); then
+        say "eval CLI: the same metric tables (3 decimals) on cpu and $dev"
     else
-        say "eval CLI: metrics differ between cpu and $dev (see gpu_check.log)"
-        diff <(tr ',' '\n' < "$work/eval-cpu.json") <(tr ',' '\n' < "$work/eval-dev.json") \
-            >> "$log" 2>&1
+        say "eval CLI: the metric tables of cpu (<) and $dev (>) differ:"
+        diff <(grep '^|' "$work/eval-cpu.txt") <(grep '^|' "$work/eval-dev.txt") \
+            | tee -a "$log" >> "$summary"
     fi
+    for f in cpu dev; do
+        sed -n "s/^.*defect shot(s), \(.*\) per query image/eval on $f: \1 per query image/p" \
+            "$work/eval-$f.txt" | tee -a "$log" >> "$summary"
+    done
 fi
-for d in cpu "$dev"; do
+# The device first, then the CPU (once when the device is the CPU).
+devices=("$dev")
+[ "$dev" = cpu ] || devices+=(cpu)
+for d in "${devices[@]}"; do
     tag=$([ "$d" = cpu ] && echo cpu || echo gpu)
     step "train on $d" 300 "$bin" -q train --device "$d" --data "$synth" \
         --category synthetic_tile --base-types blob,crack,scratch --val-types stain \
@@ -202,8 +208,7 @@ for d in cpu "$dev"; do
 done
 
 # --- 4. benchmarks: the device, then the CPU of the same machine ------------------------------
-for d in "$dev" cpu; do
-    [ "$d" = cpu ] && [ "$dev" = cpu ] && break
+for d in "${devices[@]}"; do
     # PyTorch references on the GPU (where python3 has torch); none on the CPU, to keep the
     # run short (the README's CPU table has them).
     ref=$([ "$d" = cpu ] && echo none || echo auto)

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod data;
+mod device;
 mod pipeline;
 mod predict_batches;
 mod report;
