@@ -166,7 +166,10 @@ if [ "${BPGG_CUDA_TESTS:-0}" = 1 ]; then
 fi
 
 if [ "${BPGG_CUDA_CLIPPY:-0}" = 1 ]; then
-    log "cargo clippy --workspace --all-targets --features cuda"
-    cargo clippy --workspace --all-targets --features cuda -- -D warnings
+    # In the release profile: it reuses the kernels nvcc compiled above (a dev-profile check
+    # would compile them all again).
+    log "cargo clippy --release --workspace --all-targets --features bpgg/cuda,bpgg-cli/cuda"
+    cargo clippy --release --workspace --all-targets --features bpgg/cuda,bpgg-cli/cuda \
+        -- -D warnings
 fi
 log "done in $(( $(date +%s) - start )) s (cargo build: $(( built - start )) s from the start)"
