@@ -135,9 +135,25 @@ pub struct SynthArgs {
     /// Images in test/good.
     #[arg(long, default_value_t = SynthConfig::default().test_good)]
     pub test_good: usize,
-    /// Images per defect type (blob, crack, scratch, stain).
+    /// Images per defect type (see --kinds).
     #[arg(long, default_value_t = SynthConfig::default().per_type)]
     pub per_type: usize,
+    /// Defect types: `classic` (blob, crack, scratch, stain), `all` (also fold, pits,
+    /// smudge), or a comma-separated list.
+    #[arg(long, default_value = "classic", value_name = "KINDS")]
+    pub kinds: String,
+    /// Surface texture: gratings, brushed, weave, grain, dimples, smooth, or `random` (drawn
+    /// from the seed and the category name).
+    #[arg(long, default_value = "gratings", value_name = "NAME")]
+    pub texture: String,
+    /// Defect size and contrast variety: each defect's size is scaled by a factor in [1/V, V]
+    /// and its contrast by one in [1/V, 1] (1: none).
+    #[arg(long, default_value_t = SynthConfig::default().variety, value_name = "V")]
+    pub variety: f32,
+    /// Write this many categories, `<category>_000`, `<category>_001`, ... (each with its own
+    /// surface; use with --texture random for many products).
+    #[arg(long, value_name = "N")]
+    pub categories: Option<usize>,
     /// Seed.
     #[arg(long, default_value_t = SynthConfig::default().seed)]
     pub seed: u64,
@@ -248,6 +264,10 @@ pub struct PredictArgs {
     /// Defect threshold on the anomaly map (default: the one chosen at fit time).
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Image score at or above which an image is judged defective (default: the one chosen at
+    /// fit time).
+    #[arg(long)]
+    pub image_threshold: Option<f32>,
     /// Images per batch.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,

@@ -38,7 +38,7 @@ fn hint_for(err: &bpgg::Error) -> Option<&'static str> {
             ..
         } => Some("with normal images only, use --scoring knn"),
         bpgg::Error::MissingSupports { defects: false, .. } => {
-            Some("give more normal images (--normal), or use --scoring bpgg")
+            Some("give a normal image (--normal), or use --scoring bpgg")
         }
         bpgg::Error::TrainingRun { exists: true, .. } => {
             Some("pass --resume to continue it or choose another output folder")

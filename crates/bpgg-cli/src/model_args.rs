@@ -14,14 +14,13 @@ use clap::{Args, ValueEnum};
 /// How the model scores pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScoringArg {
-    /// hybrid with defect and normal images, bpgg with defect images only, knn with normal
-    /// images only.
+    /// hybrid with defect images (normal images optional), knn with normal images only.
     Auto,
     /// Defect and normal prototypes from the supports (needs defect images with masks).
     Bpgg,
     /// Distance to the nearest normal-support feature (normal images only).
     Knn,
-    /// Both, combined.
+    /// Prototypes, defect and normal memory banks and the k-NN distance, combined.
     Hybrid,
 }
 
@@ -143,6 +142,16 @@ pub struct ModelArgs {
     /// Weight of the k-NN signal in `hybrid` scoring.
     #[arg(long, default_value_t = ModelConfig::default().hybrid.weight, value_name = "W")]
     pub hybrid_weight: f32,
+    /// Share of the defect memory bank in the defect term of `hybrid` scoring (the rest: the
+    /// prototypes; 0: no defect bank).
+    #[arg(long, default_value_t = ModelConfig::default().hybrid.bank_share, value_name = "B")]
+    pub bank_share: f32,
+    /// Do not add flipped copies of the supports to the memory banks.
+    #[arg(long)]
+    pub no_flips: bool,
+    /// The image score is the mean of this many top cells of the image signal.
+    #[arg(long, default_value_t = ModelConfig::default().image_score.top_cells, value_name = "N")]
+    pub image_top_cells: usize,
     /// Seed for k-means and memory-bank subsampling.
     #[arg(long, default_value_t = ModelConfig::default().prototype.seed)]
     pub model_seed: u64,
@@ -183,6 +192,9 @@ impl ModelArgs {
         config.reverse.mode = self.reverse.into();
         config.map.sigma_px = self.sigma;
         config.hybrid.weight = self.hybrid_weight;
+        config.hybrid.bank_share = self.bank_share;
+        config.flip_supports = !self.no_flips;
+        config.image_score.top_cells = self.image_top_cells;
         config.validate().context("model settings")?;
         Ok(config)
     }

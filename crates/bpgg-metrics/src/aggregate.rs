@@ -62,7 +62,32 @@ pub fn image_score(map: &[f32]) -> f32 {
 /// # Ok::<(), bpgg_metrics::Error>(())
 /// ```
 pub fn evaluate(maps: &[MapRef], image_labels: &[bool], fpr_limit: f64) -> Result<Metrics> {
+    let image_scores: Vec<f32> = maps.iter().map(|map| image_score(map.scores)).collect();
+    evaluate_with_image_scores(maps, image_labels, &image_scores, fpr_limit)
+}
+
+/// [`evaluate`] with the image scores given (one per map) instead of taken as the maximum of
+/// each map: for a model whose image score is its own (bpgg's is the mean of the top cells of
+/// an image signal), image AUROC ranks images by that score.
+///
+/// # Errors
+/// Those of [`evaluate`], and [`Error::LengthMismatch`] unless there is one score per map.
+pub fn evaluate_with_image_scores(
+    maps: &[MapRef],
+    image_labels: &[bool],
+    image_scores: &[f32],
+    fpr_limit: f64,
+) -> Result<Metrics> {
     check_fpr_limit(fpr_limit)?;
+    if image_scores.len() != maps.len() {
+        return Err(Error::LengthMismatch {
+            what: format!(
+                "{} image scores for {} maps",
+                image_scores.len(),
+                maps.len()
+            ),
+        });
+    }
     if !image_labels.is_empty() && image_labels.len() != maps.len() {
         return Err(Error::LengthMismatch {
             what: format!(
@@ -90,7 +115,6 @@ pub fn evaluate(maps: &[MapRef], image_labels: &[bool], fpr_limit: f64) -> Resul
     ranked.sweep(&mut sweeps);
     let (auroc, (ap, (f1, aupro))) = sweeps;
     let f1 = f1.finish();
-    let image_scores: Vec<f32> = maps.iter().map(|map| image_score(map.scores)).collect();
     let derived_labels: Vec<bool>;
     let image_labels = if image_labels.is_empty() {
         derived_labels = maps.iter().map(MapRef::is_defective).collect();
@@ -107,9 +131,38 @@ pub fn evaluate(maps: &[MapRef], image_labels: &[bool], fpr_limit: f64) -> Resul
         f1_max: f1.f1,
         f1_threshold: f1.threshold,
         image_auroc: if both_image_classes {
-            Some(image_auroc(&image_scores, image_labels)?)
+            Some(image_auroc(image_scores, image_labels)?)
         } else {
             None
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_image_scores_rank_the_images() {
+        let mask = [false, true, false, false];
+        let defective = [0.1_f32, 0.8, 0.3, 0.2];
+        let normal = [0.2_f32, 0.1, 0.9, 0.3];
+        let maps = [
+            MapRef::new(&defective, &mask, 2, 2).unwrap(),
+            MapRef::new(&normal, &[false; 4], 2, 2).unwrap(),
+        ];
+        // By the maximum the normal map (0.9) outranks the defective one (0.8).
+        let by_max = evaluate(&maps, &[], 0.3).unwrap();
+        assert_eq!(by_max.image_auroc, Some(0.0));
+        let given = evaluate_with_image_scores(&maps, &[], &[0.7, 0.2], 0.3).unwrap();
+        assert_eq!(given.image_auroc, Some(1.0));
+        // Pixel metrics do not depend on the image scores.
+        assert_eq!(given.pixel_auroc, by_max.pixel_auroc);
+        assert_eq!(given.aupro, by_max.aupro);
+        assert_eq!(given.pixel_ap, by_max.pixel_ap);
+        assert!(matches!(
+            evaluate_with_image_scores(&maps, &[], &[0.7], 0.3),
+            Err(Error::LengthMismatch { .. })
+        ));
+    }
 }

@@ -47,7 +47,7 @@ mod rank;
 mod regions;
 mod roc;
 
-pub use aggregate::{evaluate, image_score, Metrics};
+pub use aggregate::{evaluate, evaluate_with_image_scores, image_score, Metrics};
 pub use decimate::decimate;
 pub use error::{Error, Result};
 pub use iou::iou_at;

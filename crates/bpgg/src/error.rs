@@ -91,7 +91,8 @@ pub enum Error {
     },
 
     /// The supports cannot give the requested scoring: `bpgg` and `hybrid` need defect images
-    /// with masks, `knn` and `hybrid` need normal images.
+    /// with masks, `knn` and `hybrid` need normal pixels (a normal image, or defect images whose
+    /// masks leave some background).
     #[error("scoring `{scoring}` needs {needs}")]
     MissingSupports {
         scoring: crate::model::Scoring,

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bpgg::data::inspect::{count_files, inspect as inspect_dataset};
+use bpgg::data::synth::Texture;
 use bpgg::data::{write_synthetic_dataset, DefectKind, SynthConfig};
 
 use crate::args::{InspectArgs, SynthArgs};
@@ -60,17 +61,52 @@ pub fn inspect(args: InspectArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 pub fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
-    let config = SynthConfig {
-        category: args.category,
-        size: args.size,
-        train_good: args.train_good,
-        test_good: args.test_good,
-        per_type: args.per_type,
-        kinds: DefectKind::ALL.to_vec(),
-        seed: args.seed,
+    let kinds = match args.kinds.as_str() {
+        "classic" => DefectKind::ALL.to_vec(),
+        "all" => DefectKind::EXTENDED.to_vec(),
+        list => list
+            .split(',')
+            .map(|k| {
+                DefectKind::from_name(k).with_context(|| {
+                    format!(
+                        "unknown defect kind `{k}`; choose classic, all or some of {}",
+                        DefectKind::EXTENDED.map(|k| k.name()).join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
     };
-    let dir = write_synthetic_dataset(&args.out, &config)
-        .with_context(|| format!("writing a synthetic data set under {}", args.out.display()))?;
-    println!("wrote {}", dir.display());
+    let texture = match args.texture.as_str() {
+        "random" => None,
+        name => Some(Texture::from_name(name).with_context(|| {
+            format!(
+                "unknown texture `{name}`; choose random or one of {}",
+                Texture::ALL.map(|t| t.name()).join(", ")
+            )
+        })?),
+    };
+    let names: Vec<String> = match args.categories {
+        None => vec![args.category.clone()],
+        Some(n) => (0..n)
+            .map(|i| format!("{}_{i:03}", args.category))
+            .collect(),
+    };
+    for category in names {
+        let config = SynthConfig {
+            category,
+            size: args.size,
+            train_good: args.train_good,
+            test_good: args.test_good,
+            per_type: args.per_type,
+            kinds: kinds.clone(),
+            texture,
+            variety: args.variety,
+            seed: args.seed,
+        };
+        let dir = write_synthetic_dataset(&args.out, &config).with_context(|| {
+            format!("writing a synthetic data set under {}", args.out.display())
+        })?;
+        println!("wrote {}", dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -95,8 +95,8 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         match config.model.scoring {
             bpgg::model::Scoring::Auto => format!(
                 "auto (= {} with defect shots, {} without)",
-                config.model.scoring.resolve(true, args.normal_shots),
-                config.model.scoring.resolve(false, args.normal_shots)
+                config.model.scoring.resolve(true),
+                config.model.scoring.resolve(false)
             ),
             s => s.to_string(),
         },

@@ -19,12 +19,14 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     let model = fit(&encoder, &set, &config)?;
     model.save(&args.output)?;
     println!(
-        "fitted {} scoring on {} defect and {} normal image(s); threshold {:.4} ({:?}); wrote {}",
+        "fitted {} scoring on {} defect and {} normal image(s); threshold {:.4} ({:?}); \
+         image threshold {:.4}; wrote {}",
         model.config.scoring,
         set.defects.len(),
         set.normals.len(),
         model.threshold,
         model.threshold_rule,
+        model.image_threshold,
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -31,10 +31,14 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let limits = args.limits.to_limits();
     let device = args.device.open()?;
-    let model = FittedModel::load(&args.model, &device)?;
+    let mut model = FittedModel::load(&args.model, &device)?;
     let threshold = args.threshold.unwrap_or(model.threshold);
+    if let Some(t) = args.image_threshold {
+        model.image_threshold = t;
+    }
+    let image_threshold = model.image_threshold;
     info!(
-        "model {}: scoring {}, backbone {}, {} px, threshold {threshold:.4}",
+        "model {}: scoring {}, backbone {}, {} px, threshold {threshold:.4}, image threshold {image_threshold:.4}",
         args.model.display(),
         model.config.scoring,
         model.config.backbone.kind,
@@ -109,8 +113,14 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             for ((job, img), prediction) in images.iter().zip(predictions) {
                 if let Some(w) = writer.as_mut() {
                     let name = job.stem_out.display().to_string();
-                    w.add_prediction(&name, img, &prediction.map, threshold)
-                        .context("writing the report")?;
+                    w.add_prediction(
+                        &name,
+                        img,
+                        &prediction.map,
+                        prediction.image_score,
+                        threshold,
+                    )
+                    .context("writing the report")?;
                 }
                 let record = write_outputs(&args.output, job, img, &prediction)?;
                 jsonl.append(&record)?;
@@ -258,6 +268,7 @@ pub(crate) fn write_outputs(
         "defect_area_px": prediction.defect_area_px(),
         "defect_area_fraction": prediction.defect_area_fraction(),
         "threshold": threshold,
+        "image_threshold": prediction.image_threshold,
         "defective": prediction.defective,
         "regions": prediction.regions,
     }))

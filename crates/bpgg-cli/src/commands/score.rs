@@ -107,6 +107,7 @@ fn scored_image(
         defect_type: sample.defect_type.clone(),
         width: map.width,
         height: map.height,
+        image_score: bpgg_metrics::image_score(&map.data),
         map: map.data,
         mask: mask.pixels,
     })

@@ -303,20 +303,24 @@ fn predict_with_a_broken_model_file_is_one_line_naming_it() {
             s(&model)
         )
     );
-    let needle = b"\"bpgg_version\":\"1\"";
+    let version = bpgg::model::MODEL_VERSION;
+    let needle = format!("\"bpgg_version\":\"{version}\"");
     let at = bytes
         .windows(needle.len())
-        .position(|w| w == needle)
+        .position(|w| w == needle.as_bytes())
         .unwrap();
+    // Same length, so the header stays well-formed: every digit of the version becomes 9.
+    let foreign = "9".repeat(version.to_string().len());
     let mut other = bytes.clone();
-    other[at + needle.len() - 2] = b'2';
+    other[at..at + needle.len()]
+        .copy_from_slice(format!("\"bpgg_version\":\"{foreign}\"").as_bytes());
     std::fs::write(&model, &other).unwrap();
     let out = predict();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out).trim_end(),
         format!(
-            "error: {}: model file version 2, this bpgg reads version 1; refit it",
+            "error: {}: model file version {foreign}, this bpgg reads version {version}; refit it",
             s(&model)
         )
     );

@@ -1,4 +1,5 @@
-//! A PatchCore-style memory bank of normal pixel features and its nearest-neighbour distance.
+//! A PatchCore-style memory bank of pixel features (normal ones; defect ones for the defect
+//! bank of `hybrid` scoring) and its nearest-neighbour distance.
 //!
 //! Distance: `1 − max_j cos(f_q, m_j)`, in `[0, 2]`. For unit vectors this is `½‖f_q − m_j‖²`,
 //! so the nearest neighbour is the same as under L2 on normalised features, and it comes out
@@ -56,7 +57,7 @@ impl KnnConfig {
     }
 }
 
-/// Unit-norm normal pixel features to compare query pixels with.
+/// Unit-norm pixel features to compare query pixels with.
 #[derive(Debug, Clone)]
 pub struct MemoryBank {
     features: Tensor,
@@ -131,16 +132,28 @@ impl MemoryBank {
     /// - `query_feats`: `(b, c, h, w)`.
     /// - returns `(b, 1, h, w)`, values in `[0, 2]`.
     pub fn score(&self, query_feats: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = query_feats.dims4()?;
+        let (b, _, h, w) = query_feats.dims4()?;
+        Ok(self
+            .score_rows(&pixel_rows(query_feats)?)?
+            .reshape((b, 1, h, w))?)
+    }
+
+    /// Distance of every feature row to its nearest bank feature, `1 − max cos` (rows need not
+    /// be unit).
+    ///
+    /// # Shapes
+    /// - `rows`: `(r, c)`; returns `(r)`, values in `[0, 2]`.
+    pub fn score_rows(&self, rows: &Tensor) -> Result<Tensor> {
+        let (_, c) = rows.dims2()?;
         let bank_c = self.features.dims()[1];
         if c != bank_c {
             return Err(Error::ShapeMismatch(format!(
                 "k-NN score: query has {c} channels, the bank {bank_c}"
             )));
         }
-        let rows = l2_normalize(&pixel_rows(&query_feats.to_dtype(DType::F32)?)?, 1)?;
+        let rows = l2_normalize(&rows.to_dtype(DType::F32)?, 1)?;
         let best = self.max_similarity(&rows)?;
-        Ok((1.0 - best)?.maximum(0.0)?.reshape((b, 1, h, w))?)
+        Ok((1.0 - best)?.maximum(0.0)?)
     }
 
     /// The largest cosine similarity of each (unit) row with the bank.
@@ -150,32 +163,6 @@ impl MemoryBank {
     fn max_similarity(&self, rows: &Tensor) -> Result<Tensor> {
         nearest(rows, &self.features, Nearest::MaxDot, self.chunk_rows)
     }
-}
-
-/// For each normal support image, the distance of its pixels to a bank built from the *other*
-/// normal images (same config): the spread of distances a normal pixel naturally has, used to
-/// scale the k-NN distance in the hybrid score.
-///
-/// # Shapes
-/// - `normal_feats`: `(n, c, h, w)`, `n ≥ 2`.
-/// - returns `(n, 1, h, w)`.
-pub fn leave_one_out_distances(normal_feats: &Tensor, cfg: &KnnConfig) -> Result<Tensor> {
-    let (n, _, _, _) = normal_feats.dims4()?;
-    if n < 2 {
-        return Err(Error::InvalidConfig(format!(
-            "leave-one-out distances need at least 2 normal images, got {n}"
-        )));
-    }
-    let mut maps = Vec::with_capacity(n);
-    for i in 0..n {
-        let others: Vec<Tensor> = (0..n)
-            .filter(|&j| j != i)
-            .map(|j| normal_feats.narrow(0, j, 1))
-            .collect::<candle_core::Result<_>>()?;
-        let bank = MemoryBank::new(&Tensor::cat(&others, 0)?, cfg)?;
-        maps.push(bank.score(&normal_feats.narrow(0, i, 1)?)?);
-    }
-    Ok(Tensor::cat(&maps, 0)?)
 }
 
 /// `keep` distinct indices of `0..m`, sorted (partial Fisher–Yates on a SplitMix64 stream).
@@ -280,13 +267,5 @@ mod tests {
         assert_eq!(values(a.features()), values(b.features()));
         let idx = sample_without_replacement(45, 10, 9);
         assert!(idx.windows(2).all(|w| w[0] < w[1]));
-    }
-
-    #[test]
-    fn leave_one_out_needs_two_images_and_is_positive() {
-        assert!(leave_one_out_distances(&feats(5, 1), &KnnConfig::default()).is_err());
-        let d = leave_one_out_distances(&feats(5, 3), &KnnConfig::default()).unwrap();
-        assert_eq!(d.dims4().unwrap(), (3, 1, 3, 5));
-        assert!(values(&d).iter().all(|v| *v > 0.0));
     }
 }

@@ -2,6 +2,7 @@
 //! float anomaly-map files that `bpgg predict` writes and `bpgg score` reads.
 
 pub mod episode;
+pub mod flip;
 pub mod float_map;
 pub mod folder;
 pub mod image_io;
@@ -11,6 +12,7 @@ pub mod synth;
 pub mod transform;
 
 pub use episode::{sample_episode, DefectSelection, Episode, EpisodeConfig};
+pub use flip::Flip;
 pub use folder::FolderDataset;
 pub use image_io::{load_mask, load_rgb, ImageLimits, Mask};
 pub use mvtec::{list_categories, MvtecCategory, Sample, GOOD};

@@ -12,10 +12,11 @@ use super::summary::{summarize, MetricValues, ScoredImage};
 use super::table::{markdown_table, METRIC_COLUMNS};
 use crate::data::image_io::{load_mask, load_rgb, Mask};
 use crate::data::transform::{mask_to_tensor, resize_mask};
+use crate::data::Flip;
 use crate::data::{
     sample_episode, DefectSelection, EpisodeConfig, ImageLimits, MvtecCategory, Sample,
 };
-use crate::model::{fit_features, Encoder, ModelConfig};
+use crate::model::{fit_features, EncodedSupports, Encoder, ModelConfig};
 use crate::{Error, Result};
 
 /// Queries scored per call.
@@ -128,6 +129,9 @@ struct Cache<'a> {
     encoder: &'a Encoder,
     limits: ImageLimits,
     features: HashMap<PathBuf, Tensor>,
+    /// Features of flipped copies of support images (encoded when a support first needs them;
+    /// support-side work, not counted in the per-query time).
+    flipped: HashMap<(PathBuf, Flip), Tensor>,
     masks: HashMap<PathBuf, Tensor>,
     /// Ground truth at the model size, decoded once per image (queries recur across seeds).
     truths: HashMap<PathBuf, Mask>,
@@ -159,6 +163,30 @@ impl Cache<'_> {
         let parts: Vec<Tensor> = samples
             .iter()
             .map(|s| self.features[&s.image].clone())
+            .collect();
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// `(n, C, h, w)` features of the samples' images flipped by `flip`.
+    fn flipped_features(&mut self, samples: &[Sample], flip: Flip) -> Result<Tensor> {
+        let missing: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| !self.flipped.contains_key(&(s.image.clone(), flip)))
+            .collect();
+        for chunk in missing.chunks(QUERY_BATCH) {
+            let images = chunk
+                .iter()
+                .map(|s| Ok(flip.image(&load_rgb(&s.image, self.limits)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let feats = self.encoder.encode(&images)?;
+            for (i, s) in chunk.iter().enumerate() {
+                self.flipped
+                    .insert((s.image.clone(), flip), feats.narrow(0, i, 1)?);
+            }
+        }
+        let parts: Vec<Tensor> = samples
+            .iter()
+            .map(|s| self.flipped[&(s.image.clone(), flip)].clone())
             .collect();
         Ok(Tensor::cat(&parts, 0)?)
     }
@@ -234,6 +262,7 @@ pub fn evaluate_category(
         encoder,
         limits: config.limits,
         features: HashMap::new(),
+        flipped: HashMap::new(),
         masks: HashMap::new(),
         truths: HashMap::new(),
         encode_seconds: 0.0,
@@ -370,18 +399,35 @@ fn run_episode(
     } else {
         None
     };
+    let flipped = if config.model.flip_supports {
+        let supports: Vec<Sample> = episode
+            .defect_support
+            .iter()
+            .chain(&episode.normal_support)
+            .cloned()
+            .collect();
+        Flip::BOTH
+            .iter()
+            .map(|&flip| Ok((flip, cache.flipped_features(&supports, flip)?)))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     let model = fit_features(
         &config.model,
-        defects.as_ref().map(|(f, m)| (f, m)),
-        normals.as_ref(),
+        &EncodedSupports {
+            defects,
+            normals,
+            flipped,
+        },
     )?;
     let mut scored = Vec::with_capacity(episode.queries.len());
     let mut score_seconds = 0.0;
     for chunk in episode.queries.chunks(QUERY_BATCH) {
         let feats = cache.features(chunk)?;
         let start = Instant::now();
-        let maps = model.score_features(&feats)?;
-        let flat = maps.flatten_all()?.to_vec1::<f32>()?;
+        let out = model.score(&feats)?;
+        let flat = out.maps.flatten_all()?.to_vec1::<f32>()?;
         score_seconds += start.elapsed().as_secs_f64();
         let n = (size * size) as usize;
         for (i, s) in chunk.iter().enumerate() {
@@ -391,6 +437,7 @@ fn run_episode(
                 height: size as usize,
                 map: flat[i * n..(i + 1) * n].to_vec(),
                 mask: cache.mask(s, size)?.pixels,
+                image_score: out.image_scores[i],
             });
         }
     }

@@ -24,6 +24,10 @@ pub struct ScoredImage {
     pub map: Vec<f32>,
     /// Ground truth, row-major, `true` = defect.
     pub mask: Vec<bool>,
+    /// The image-level score image AUROC ranks by: the model's own
+    /// ([`crate::model::FittedModel::score`]), or the maximum of the map when only maps are
+    /// known (`bpgg score`).
+    pub image_score: f32,
 }
 
 /// Every metric of one group of images. Keys match the JSON of `bpgg score` and `bpgg eval`.
@@ -81,7 +85,8 @@ fn metrics_of(group: &[&ScoredImage], fpr_limit: f64) -> Result<MetricValues> {
         })
         .collect();
     let labels: Vec<bool> = group.iter().map(|i| i.defect_type != GOOD).collect();
-    let m = bpgg_metrics::evaluate(&maps, &labels, fpr_limit)?;
+    let scores: Vec<f32> = group.iter().map(|i| i.image_score).collect();
+    let m = bpgg_metrics::evaluate_with_image_scores(&maps, &labels, &scores, fpr_limit)?;
     Ok(MetricValues {
         pixel_auroc: m.pixel_auroc,
         aupro: m.aupro,

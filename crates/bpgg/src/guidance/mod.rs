@@ -8,7 +8,9 @@ mod reverse;
 mod similarity;
 
 pub use anomaly_map::{gaussian_blur, threshold, to_anomaly_map, AnomalyMapConfig};
-pub use hybrid::{hybrid_score, knn_scale_from_normal, HybridConfig, MIN_KNN_SCALE};
+pub use hybrid::{
+    bank_probability, defect_term, hybrid_score, knn_scale_from_normal, HybridConfig, MIN_KNN_SCALE,
+};
 pub use reverse::{
     query_prototypes, refine_prototypes, support_reconstruction, ReverseConfig, ReverseMode,
     ReverseOutcome, SupportReconstruction,

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::backbone::BackboneConfig;
 use crate::baseline::KnnConfig;
 use crate::guidance::{AnomalyMapConfig, HybridConfig, ReverseConfig, DEFAULT_TAU};
-use crate::prototype::PrototypeConfig;
+use crate::prototype::{PrototypeConfig, SupportCellsConfig};
+
+use super::image_score::ImageScoreConfig;
 use crate::{Error, Result};
 
 /// Images are resized to this square side before encoding (the usual MVTec protocol).
@@ -34,9 +36,11 @@ pub enum Scoring {
     Auto,
     /// BPGG: softmax over τ·cos to the defect and normal prototypes (needs defect supports).
     Bpgg,
-    /// Normal-only: distance to the nearest normal-support feature (PatchCore-style).
+    /// Normal-only: distance to the nearest normal-support feature (PatchCore-style); without
+    /// normal images, to the nearest background feature of the defect images.
     Knn,
-    /// Both signals combined (see [`crate::guidance::hybrid_score`]).
+    /// Prototypes, the defect and normal memory banks and the k-NN distance combined (see
+    /// [`crate::guidance::hybrid_score`]).
     Hybrid,
 }
 
@@ -51,12 +55,11 @@ impl Scoring {
         }
     }
 
-    /// The concrete scoring for supports with (or without) defect images and `normals` normal
-    /// images; concrete scorings are returned unchanged.
-    pub fn resolve(self, has_defects: bool, normals: usize) -> Scoring {
+    /// The concrete scoring for supports with (or without) defect images; concrete scorings
+    /// are returned unchanged.
+    pub fn resolve(self, has_defects: bool) -> Scoring {
         match self {
-            Self::Auto if has_defects && normals >= 2 => Self::Hybrid,
-            Self::Auto if has_defects => Self::Bpgg,
+            Self::Auto if has_defects => Self::Hybrid,
             Self::Auto => Self::Knn,
             concrete => concrete,
         }
@@ -67,7 +70,8 @@ impl Scoring {
         matches!(self, Self::Bpgg | Self::Hybrid)
     }
 
-    /// Whether this scoring uses the normal memory bank (and so needs normal supports).
+    /// Whether this scoring uses the normal memory bank (and so needs normal pixels: normal
+    /// supports, or the background of defect supports).
     pub fn uses_memory_bank(self) -> bool {
         matches!(self, Self::Knn | Self::Hybrid)
     }
@@ -118,11 +122,27 @@ pub struct ModelConfig {
     pub hybrid: HybridConfig,
     /// Upsampling and smoothing of the maps.
     pub map: AnomalyMapConfig,
+
+    // Scoring from the supports' pixels (defect memory bank, one-image calibration, the image
+    // score); see `prototype::support_cells`, `baseline::leave_one_out`, `model::image_score`.
+    /// Which cells of a defect support go to the defect bank and which to the normal bank.
+    pub support_cells: SupportCellsConfig,
+    /// Whether the supports are also encoded flipped left-right and upside-down, the pixels of
+    /// these copies joining the memory banks (more views of few images; the prototypes keep
+    /// the originals). Default true.
+    pub flip_supports: bool,
+    /// When a support image is scored as if it were a query (to calibrate distances and choose
+    /// the thresholds) and no other image adds to a bank, it is compared with its own pixels
+    /// farther than this many feature cells away. Default 3 (24 px at stride 8).
+    pub self_exclusion_radius: usize,
+    /// How an image's score is taken from its scores on the feature grid.
+    pub image_score: ImageScoreConfig,
 }
 
 impl Default for ModelConfig {
-    /// Embedded EfficientNet-Lite0, 256 px, automatic scoring (hybrid when defect and normal
-    /// images are given), τ = 20, one prototype per class, reverse branch off, σ = 4 px.
+    /// Embedded EfficientNet-Lite0, 256 px, automatic scoring (hybrid when defect images are
+    /// given), τ = 20, one prototype per class, reverse branch off, σ = 4 px, image score the
+    /// mean of the top 3 cells.
     fn default() -> Self {
         Self {
             backbone: BackboneConfig::default(),
@@ -134,6 +154,10 @@ impl Default for ModelConfig {
             knn: KnnConfig::default(),
             hybrid: HybridConfig::default(),
             map: AnomalyMapConfig::default(),
+            support_cells: SupportCellsConfig::default(),
+            flip_supports: true,
+            self_exclusion_radius: 3,
+            image_score: ImageScoreConfig::default(),
         }
     }
 }
@@ -148,6 +172,14 @@ impl ModelConfig {
         self.knn.validate()?;
         self.hybrid.validate()?;
         self.map.validate()?;
+        self.support_cells.validate()?;
+        if self.self_exclusion_radius >= 64 {
+            return Err(Error::InvalidConfig(format!(
+                "self-exclusion radius must be below 64 cells, got {}",
+                self.self_exclusion_radius
+            )));
+        }
+        self.image_score.validate()?;
         Ok(())
     }
 }

@@ -17,12 +17,13 @@ use crate::{Error, Result};
 
 /// The `bpgg_format` metadata value of a model file.
 pub const MODEL_FORMAT: &str = "bpgg-model";
-/// The model-file version this build writes and reads.
-pub const MODEL_VERSION: u32 = 1;
+/// The model-file version this build writes and reads (2: defect memory bank, image threshold).
+pub const MODEL_VERSION: u32 = 2;
 
 const DEFECT: &str = "prototypes.defect";
 const NORMAL: &str = "prototypes.normal";
 const MEMORY: &str = "memory_bank";
+const DEFECT_BANK: &str = "defect_bank";
 const SUPPORT_FEATURES: &str = "support.features";
 const SUPPORT_MASKS: &str = "support.masks";
 
@@ -48,6 +49,9 @@ impl FittedModel {
         if let Some(memory) = &self.memory {
             tensors.push((MEMORY.into(), memory.features().clone()));
         }
+        if let Some(bank) = &self.defect_bank {
+            tensors.push((DEFECT_BANK.into(), bank.features().clone()));
+        }
         if let Some((f, m)) = &self.reverse_supports {
             tensors.push((SUPPORT_FEATURES.into(), f.clone()));
             tensors.push((SUPPORT_MASKS.into(), m.clone()));
@@ -64,6 +68,10 @@ impl FittedModel {
             ("bpgg_version".to_string(), MODEL_VERSION.to_string()),
             ("config".to_string(), config),
             ("threshold".to_string(), self.threshold.to_string()),
+            (
+                "image_threshold".to_string(),
+                self.image_threshold.to_string(),
+            ),
             (
                 "threshold_rule".to_string(),
                 serde_json::to_string(&self.threshold_rule).expect("enum serialises"),
@@ -125,6 +133,8 @@ impl FittedModel {
             return Err(bad("model config has no concrete scoring".into()));
         }
         let threshold = number("threshold")?.ok_or_else(|| bad("model has no threshold".into()))?;
+        let image_threshold =
+            number("image_threshold")?.ok_or_else(|| bad("model has no image threshold".into()))?;
         let threshold_rule = meta
             .get("threshold_rule")
             .and_then(|v| serde_json::from_str(v).ok())
@@ -137,7 +147,7 @@ impl FittedModel {
         };
         for (name, tensor) in sd.iter() {
             let rank = match name {
-                DEFECT | NORMAL | MEMORY => Some(2),
+                DEFECT | NORMAL | MEMORY | DEFECT_BANK => Some(2),
                 SUPPORT_FEATURES | SUPPORT_MASKS => Some(4),
                 _ => None,
             };
@@ -158,6 +168,10 @@ impl FittedModel {
             _ => return Err(bad("model has only one class of prototypes".into())),
         };
         let memory = get(MEMORY)?
+            .map(|rows| MemoryBank::from_rows(&rows, &config.knn))
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?;
+        let defect_bank = get(DEFECT_BANK)?
             .map(|rows| MemoryBank::from_rows(&rows, &config.knn))
             .transpose()
             .map_err(|e| bad(e.to_string()))?;
@@ -202,6 +216,7 @@ impl FittedModel {
         let channels: Vec<usize> = [
             prototypes.as_ref().map(|p| p.channels()),
             memory.as_ref().map(|m| m.features().dims()[1]),
+            defect_bank.as_ref().map(|m| m.features().dims()[1]),
         ]
         .into_iter()
         .flatten()
@@ -213,10 +228,12 @@ impl FittedModel {
             config,
             prototypes,
             memory,
+            defect_bank,
             knn_scale,
             reverse_supports,
             threshold,
             threshold_rule,
+            image_threshold,
             head,
         })
     }

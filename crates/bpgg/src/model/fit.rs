@@ -3,15 +3,16 @@
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 
-use super::config::ModelConfig;
+use super::config::{ModelConfig, Scoring};
 use super::encoder::Encoder;
-use super::fitted::{FittedModel, ThresholdRule};
-use crate::baseline::{leave_one_out_distances, MemoryBank};
+use super::fitted::{BankDistances, FittedModel, ThresholdRule};
+use super::image_score::{image_threshold, top_mean};
+use crate::baseline::{bank_of, leave_one_out_distances, BankSource};
 use crate::data::image_io::{load_mask, load_rgb, ImageLimits, Mask};
 use crate::data::transform::{mask_to_tensor, resize_mask};
-use crate::data::Sample;
-use crate::guidance::{knn_scale_from_normal, to_anomaly_map};
-use crate::prototype::build_prototypes;
+use crate::data::{Flip, Sample};
+use crate::guidance::knn_scale_from_normal;
+use crate::prototype::{background_cells, build_prototypes, defect_cells, mask_to_grid};
 use crate::{Error, Result};
 
 /// The support set of an episode: defect images with masks and normal images.
@@ -48,15 +49,8 @@ impl SupportSet {
     }
 }
 
-/// Encodes the supports and builds the model.
-///
-/// The default threshold is chosen from the supports themselves:
-/// - with defect supports, it is the threshold that maximises pixel F1 over the model's own
-///   maps of the supports (defect supports with their masks, normal supports all normal);
-/// - without, it is the largest value of the normal supports' maps.
-///
-/// Maps of normal supports under `knn`/`hybrid` scoring are computed leave-one-out (each
-/// normal image against the others), since an image is at distance zero from itself.
+/// Encodes the supports and builds the model (see [`fit_features`] for what is built and how
+/// the thresholds are chosen).
 pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Result<FittedModel> {
     config.validate()?;
     if encoder.image_size() != config.image_size {
@@ -68,7 +62,7 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
     }
     let (k, n) = (supports.defects.len(), supports.normals.len());
     let config = &ModelConfig {
-        scoring: config.scoring.resolve(k > 0, n),
+        scoring: config.scoring.resolve(k > 0),
         ..config.clone()
     };
     if config.scoring.uses_prototypes() && k == 0 {
@@ -78,13 +72,6 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
                     scoring works)"
                 .into(),
             defects: true,
-        });
-    }
-    if config.scoring.uses_memory_bank() && n < 2 {
-        return Err(Error::MissingSupports {
-            scoring: config.scoring,
-            needs: format!("at least 2 normal images, got {n}"),
-            defects: false,
         });
     }
     if k == 0 && n == 0 {
@@ -127,72 +114,266 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
         }
         defect_masks.push(mask_to_tensor(&resized, device)?);
     }
-    let defect_feats = if k > 0 {
-        let images: Vec<RgbImage> = supports.defects.iter().map(|(_, i, _)| i.clone()).collect();
-        Some((encoder.encode(&images)?, Tensor::stack(&defect_masks, 0)?))
-    } else {
-        None
+    let defect_images: Vec<RgbImage> = supports.defects.iter().map(|(_, i, _)| i.clone()).collect();
+    let normal_images: Vec<RgbImage> = supports.normals.iter().map(|(_, i)| i.clone()).collect();
+    let encoded = EncodedSupports {
+        defects: if k > 0 {
+            Some((
+                encoder.encode(&defect_images)?,
+                Tensor::stack(&defect_masks, 0)?,
+            ))
+        } else {
+            None
+        },
+        normals: if n > 0 {
+            Some(encoder.encode(&normal_images)?)
+        } else {
+            None
+        },
+        flipped: encode_flips(encoder, &[defect_images, normal_images].concat(), config)?,
     };
-    let normal_feats = if n > 0 {
-        let images: Vec<RgbImage> = supports.normals.iter().map(|(_, i)| i.clone()).collect();
-        Some(encoder.encode(&images)?)
-    } else {
-        None
-    };
-    let mut model = fit_features(
-        config,
-        defect_feats.as_ref().map(|(f, m)| (f, m)),
-        normal_feats.as_ref(),
-    )?;
+    let mut model = fit_features(config, &encoded)?;
     model.head = encoder.head().cloned();
     Ok(model)
+}
+
+/// Supports already encoded: what [`fit_features`] builds a model from (`eval` encodes each
+/// image once and assembles these per episode).
+#[derive(Debug, Clone, Default)]
+pub struct EncodedSupports {
+    /// Defect supports: features `(k, C, h, w)` and masks `(k, 1, S, S)`, `S` the model's
+    /// image size.
+    pub defects: Option<(Tensor, Tensor)>,
+    /// Normal supports: features `(n, C, h, w)`.
+    pub normals: Option<Tensor>,
+    /// Features of flipped copies of the supports, one `(k + n, C, h, w)` tensor per flip, the
+    /// defect supports first ([`encode_flips`]); their pixels join the memory banks. Empty:
+    /// no copies.
+    pub flipped: Vec<(Flip, Tensor)>,
+}
+
+/// The features of the flipped copies of `images` that `config` asks for
+/// ([`ModelConfig::flip_supports`]): one `(len, C, h, w)` tensor per flip, or nothing.
+pub fn encode_flips(
+    encoder: &Encoder,
+    images: &[RgbImage],
+    config: &ModelConfig,
+) -> Result<Vec<(Flip, Tensor)>> {
+    if !config.flip_supports || images.is_empty() {
+        return Ok(Vec::new());
+    }
+    Flip::BOTH
+        .iter()
+        .map(|&flip| {
+            let flipped: Vec<RgbImage> = images.iter().map(|i| flip.image(i)).collect();
+            Ok((flip, encoder.encode(&flipped)?))
+        })
+        .collect()
 }
 
 /// Builds the model from already encoded supports (what `eval` uses to encode each image once).
 /// The returned model has no projection head; set [`FittedModel::head`] to the one the features
 /// were encoded with before saving it.
 ///
+/// What is built depends on the (resolved) scoring:
+/// - prototypes (`bpgg`, `hybrid`): see [`build_prototypes`];
+/// - the normal memory bank (`knn`, `hybrid`): every pixel of the normal supports; with `hybrid`
+///   (or without normal images) also the background cells of the defect supports
+///   ([`background_cells`]);
+/// - the defect memory bank (`hybrid` with a bank share above 0): the defect cells of every
+///   defect support ([`defect_cells`]);
+/// - both banks also hold the same cells of the supports' flipped copies, when given.
+///
+/// Then every support image is scored as if it were a query, each against banks without its
+/// own pixels ([`leave_one_out_distances`]; one image alone is compared with itself outside a
+/// window): the `hybrid` distance scale is a high quantile of these distances at the normal
+/// cells, and the thresholds come from these maps and scores:
+/// - pixel threshold: with defect supports, the one that maximises pixel F1 over the supports'
+///   maps (defect supports with their masks, normal supports all normal); without, the largest
+///   value of the normal supports' maps;
+/// - image threshold: the cut that best separates the defect supports' image scores from those
+///   of the normal supports and of the defect supports' background alone
+///   ([`super::image_score::image_threshold`]).
+///
 /// # Shapes
-/// - `defects`: features `(k, C, h, w)` and masks `(k, 1, S, S)` with `S = config.image_size`;
-/// - `normals`: `(n, C, h, w)`.
-pub fn fit_features(
-    config: &ModelConfig,
-    defects: Option<(&Tensor, &Tensor)>,
-    normals: Option<&Tensor>,
-) -> Result<FittedModel> {
-    let normal_count = normals.map(|n| n.dims()[0]).unwrap_or(0);
+/// See [`EncodedSupports`].
+pub fn fit_features(config: &ModelConfig, supports: &EncodedSupports) -> Result<FittedModel> {
+    config.validate()?;
+    let defects = supports
+        .defects
+        .as_ref()
+        .map(|(f, m)| (f, m))
+        .filter(|(f, _)| f.dims().first().is_some_and(|&k| k > 0));
+    let normals = supports
+        .normals
+        .as_ref()
+        .filter(|f| f.dims().first().is_some_and(|&n| n > 0));
+    let k = defects.map(|(f, _)| f.dims()[0]).unwrap_or(0);
+    let n = normals.map(|f| f.dims()[0]).unwrap_or(0);
     let config = &ModelConfig {
-        scoring: config.scoring.resolve(defects.is_some(), normal_count),
+        scoring: config.scoring.resolve(k > 0),
         ..config.clone()
     };
-    let prototypes = match (config.scoring.uses_prototypes(), defects) {
-        (true, Some((f, m))) => Some(build_prototypes(f, m, normals, &config.prototype)?),
-        (true, None) => {
-            return Err(Error::MissingSupports {
-                scoring: config.scoring,
-                needs: "defect supports".into(),
-                defects: true,
-            })
-        }
-        (false, _) => None,
+    let scoring = config.scoring;
+    if k == 0 && n == 0 {
+        return Err(Error::InvalidConfig("no support images".into()));
+    }
+    if scoring.uses_prototypes() && k == 0 {
+        return Err(Error::MissingSupports {
+            scoring,
+            needs: "defect supports".into(),
+            defects: true,
+        });
+    }
+    let (_, _, h, w) = match (defects, normals) {
+        (Some((f, _)), _) => f.dims4()?,
+        (None, Some(f)) => f.dims4()?,
+        (None, None) => unreachable!("checked above"),
     };
-    let (memory, loo) = match (config.scoring.uses_memory_bank(), normals) {
-        (true, Some(nf)) => (
-            Some(MemoryBank::new(nf, &config.knn)?),
-            Some(leave_one_out_distances(nf, &config.knn)?),
-        ),
-        (true, None) => {
-            return Err(Error::MissingSupports {
-                scoring: config.scoring,
-                needs: "normal supports".into(),
+
+    // Every support image, defect supports first, with its mask's share of each grid cell.
+    let mut images: Vec<Tensor> = Vec::with_capacity(k + n);
+    let mut grids: Vec<Vec<f32>> = Vec::with_capacity(k + n);
+    if let Some((f, m)) = defects {
+        let (mk, mc, _, _) = m.dims4()?;
+        if mk != k || mc != 1 {
+            return Err(Error::ShapeMismatch(format!(
+                "defect features {:?} need masks (k={k}, 1, S, S), got {:?}",
+                f.dims(),
+                m.dims()
+            )));
+        }
+        let grid = mask_to_grid(m, h, w)?.flatten_all()?.to_vec1::<f32>()?;
+        for i in 0..k {
+            images.push(f.narrow(0, i, 1)?);
+            grids.push(grid[i * h * w..(i + 1) * h * w].to_vec());
+        }
+    }
+    if let Some(f) = normals {
+        let (_, _, nh, nw) = f.dims4()?;
+        if (nh, nw) != (h, w) {
+            return Err(Error::ShapeMismatch(format!(
+                "normal features {:?} and defect features differ in grid size ({h}x{w})",
+                f.dims()
+            )));
+        }
+        for i in 0..n {
+            images.push(f.narrow(0, i, 1)?);
+            grids.push(vec![0.0; h * w]);
+        }
+    }
+
+    // The banks, as each image's share.
+    let cells = &config.support_cells;
+    let background = scoring == Scoring::Hybrid || n == 0;
+    for (flip, f) in &supports.flipped {
+        let (fb, _, fh, fw) = f.dims4()?;
+        if (fb, fh, fw) != (k + n, h, w) {
+            return Err(Error::ShapeMismatch(format!(
+                "{flip:?} copies {:?} must be ({}, C, {h}, {w}): one per support",
+                f.dims(),
+                k + n
+            )));
+        }
+    }
+    // An image's share of a bank: its chosen cells, and the same cells of its flipped copies.
+    let source = |i: usize, chosen: Vec<usize>| -> Result<BankSource> {
+        let mut s = BankSource::from_cells(&images[i], chosen)?;
+        for (flip, f) in &supports.flipped {
+            let mirrored = flip.cells(&s.cells, h, w);
+            s = s.with_copy(&f.narrow(0, i, 1)?, &mirrored)?;
+        }
+        Ok(s)
+    };
+    let normal_sources = (0..k + n)
+        .map(|i| {
+            let chosen = if i >= k {
+                (0..h * w).collect()
+            } else if background {
+                background_cells(&grids[i], h, w, cells.background_margin)
+            } else {
+                Vec::new()
+            };
+            source(i, chosen)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let with_defect_bank = scoring == Scoring::Hybrid && config.hybrid.bank_share > 0.0;
+    let defect_sources = if with_defect_bank {
+        (0..k + n)
+            .map(|i| {
+                let chosen = if i < k {
+                    defect_cells(&grids[i], cells.min_defect_share)
+                } else {
+                    Vec::new()
+                };
+                source(i, chosen)
+            })
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
+    let memory = if scoring.uses_memory_bank() {
+        Some(bank_of(&normal_sources, &config.knn)?.ok_or_else(|| {
+            Error::MissingSupports {
+                scoring,
+                needs: "normal pixels: a normal image, or defect masks that leave some \
+                        background"
+                    .into(),
                 defects: false,
-            })
-        }
-        (false, _) => (None, None),
+            }
+        })?)
+    } else {
+        None
     };
-    let knn_scale = match (&loo, config.scoring) {
-        (Some(l), super::Scoring::Hybrid) => {
-            Some(knn_scale_from_normal(l, config.hybrid.normal_quantile)?)
+    let defect_bank =
+        if with_defect_bank {
+            Some(bank_of(&defect_sources, &config.knn)?.ok_or_else(|| {
+                Error::InvalidConfig("the defect masks hold no defect cell".into())
+            })?)
+        } else {
+            None
+        };
+    let prototypes = match defects {
+        Some((f, m)) if scoring.uses_prototypes() => {
+            Some(build_prototypes(f, m, normals, &config.prototype)?)
+        }
+        _ => None,
+    };
+
+    // Every support scored as if it were a query.
+    let radius = config.self_exclusion_radius;
+    let cat = |maps: Vec<Tensor>| -> Result<Tensor> { Ok(Tensor::cat(&maps, 0)?) };
+    let normal_loo = match &memory {
+        Some(_) => Some(cat(leave_one_out_distances(
+            &images,
+            &normal_sources,
+            &config.knn,
+            radius,
+        )?)?),
+        None => None,
+    };
+    let defect_loo = match &defect_bank {
+        Some(_) => Some(cat(leave_one_out_distances(
+            &images,
+            &defect_sources,
+            &config.knn,
+            radius,
+        )?)?),
+        None => None,
+    };
+    let knn_scale = match (&normal_loo, scoring) {
+        (Some(loo), Scoring::Hybrid) => {
+            let values = loo.flatten_all()?.to_vec1::<f32>()?;
+            let at_normal_cells: Vec<f32> = normal_sources
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| s.cells.iter().map(move |&c| (i, c)))
+                .map(|(i, c)| values[i * h * w + c])
+                .collect();
+            Some(knn_scale_from_normal(
+                &at_normal_cells,
+                config.hybrid.normal_quantile,
+            )?)
         }
         _ => None,
     };
@@ -200,7 +381,6 @@ pub fn fit_features(
         defects.map(|(f, m)| -> Result<(Tensor, Tensor)> {
             match normals {
                 Some(nf) => {
-                    let (n, _, _, _) = nf.dims4()?;
                     let (_, _, sh, sw) = m.dims4()?;
                     let zeros = Tensor::zeros((n, 1, sh, sw), DType::F32, m.device())?;
                     Ok((Tensor::cat(&[f, nf], 0)?, Tensor::cat(&[m, &zeros], 0)?))
@@ -217,20 +397,29 @@ pub fn fit_features(
         config: config.clone(),
         prototypes,
         memory,
+        defect_bank,
         knn_scale,
         reverse_supports,
         threshold: 0.5,
         threshold_rule: ThresholdRule::SupportF1,
+        image_threshold: 0.5,
         head: None,
     };
+    let all = Tensor::cat(&images, 0)?;
+    let signals = model.signals(
+        &all,
+        Some(BankDistances {
+            normal: normal_loo.as_ref(),
+            defect: defect_loo.as_ref(),
+        }),
+    )?;
+    let scored = model.finish(&signals)?;
 
-    // The default threshold, from the supports' own maps.
+    // The pixel threshold, from the supports' maps.
     let size = config.image_size as usize;
-    let mut scores: Vec<f32> = Vec::new();
-    let mut labels: Vec<bool> = Vec::new();
-    if let Some((f, m)) = defects {
-        let maps = model.score_features(f)?;
-        scores.extend(maps.flatten_all()?.to_vec1::<f32>()?);
+    let maps = scored.maps.flatten_all()?.to_vec1::<f32>()?;
+    let mut labels: Vec<bool> = Vec::with_capacity(maps.len());
+    if let Some((_, m)) = defects {
         labels.extend(
             m.flatten_all()?
                 .to_vec1::<f32>()?
@@ -238,19 +427,28 @@ pub fn fit_features(
                 .map(|v| v > 0.5),
         );
     }
-    if let Some(nf) = normals {
-        let raw = model.raw_scores(nf, loo.as_ref())?;
-        let maps = to_anomaly_map(&raw, size, size, &config.map)?;
-        let values = maps.flatten_all()?.to_vec1::<f32>()?;
-        labels.extend(std::iter::repeat_n(false, values.len()));
-        scores.extend(values);
-    }
-    if labels.iter().any(|&l| l) {
-        model.threshold = bpgg_metrics::f1_max(&scores, &labels)?.threshold;
+    labels.resize(maps.len(), false);
+    if k > 0 {
+        model.threshold = bpgg_metrics::f1_max(&maps, &labels)?.threshold;
         model.threshold_rule = ThresholdRule::SupportF1;
     } else {
-        model.threshold = scores.iter().copied().fold(f32::MIN, f32::max);
+        model.threshold = maps.iter().copied().fold(f32::MIN, f32::max);
         model.threshold_rule = ThresholdRule::NormalMax;
     }
+    debug_assert_eq!(maps.len(), (k + n) * size * size);
+
+    // The image threshold, from the supports' image scores: each defect support's whole image
+    // (defective), each normal support and each defect support's background alone (normal).
+    let image = signals.image.flatten_all()?.to_vec1::<f32>()?;
+    let top = config.image_score.top_cells;
+    let mut normal_scores: Vec<f32> = scored.image_scores[k..].to_vec();
+    for (i, g) in grids.iter().enumerate().take(k) {
+        let bg = background_cells(g, h, w, cells.background_margin);
+        if !bg.is_empty() {
+            let values: Vec<f32> = bg.iter().map(|&c| image[i * h * w + c]).collect();
+            normal_scores.push(top_mean(&values, top));
+        }
+    }
+    model.image_threshold = image_threshold(&scored.image_scores[..k], &normal_scores)?;
     Ok(model)
 }

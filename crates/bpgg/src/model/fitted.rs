@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use super::config::{ModelConfig, Scoring};
 use super::encoder::Encoder;
 use super::head::ProjectionHead;
+use super::image_score::image_scores;
 use crate::baseline::MemoryBank;
 use crate::data::float_map::FloatMap;
 use crate::guidance::{
-    defect_probability, hybrid_score, refine_prototypes, to_anomaly_map, ReverseMode,
+    bank_probability, defect_probability, defect_term, hybrid_score, refine_prototypes,
+    to_anomaly_map, ReverseMode,
 };
 use crate::prototype::PrototypeBank;
 use crate::{Error, Result};
@@ -28,23 +30,59 @@ pub enum ThresholdRule {
 }
 
 /// What [`super::fit`] produces and `bpgg predict` loads.
+///
+/// Scoring gives two signals on the feature grid: the *pixel signal*, which becomes the anomaly
+/// map (upsampled and smoothed), and the *image signal*, whose top cells give the image score
+/// ([`super::image_score`]). They are the same except for `hybrid`, whose image signal leaves
+/// the prototypes out.
 #[derive(Debug, Clone)]
 pub struct FittedModel {
     pub config: ModelConfig,
     /// Defect and normal prototypes (`bpgg` and `hybrid` scoring).
     pub prototypes: Option<PrototypeBank>,
-    /// Normal memory bank (`knn` and `hybrid` scoring).
+    /// Normal memory bank (`knn` and `hybrid` scoring): the normal supports' pixels, with
+    /// `hybrid` also the background of the defect supports (only that, without normal images).
     pub memory: Option<MemoryBank>,
-    /// Scale of k-NN distances for `hybrid` (a high quantile of the normal supports'
-    /// leave-one-out distances).
+    /// Defect memory bank (`hybrid` with a bank share above 0): the defect pixels of every
+    /// defect support.
+    pub defect_bank: Option<MemoryBank>,
+    /// Scale of k-NN distances for `hybrid` (a high quantile of the leave-one-out distances of
+    /// the supports' normal pixels).
     pub knn_scale: Option<f32>,
     /// Support features `(s, C, h, w)` and masks `(s, 1, S, S)` for the reverse branch.
     pub reverse_supports: Option<(Tensor, Tensor)>,
     /// Map value at or above which a pixel is defect.
     pub threshold: f32,
     pub threshold_rule: ThresholdRule,
+    /// Image score at or above which an image is judged defective (chosen from the supports'
+    /// leave-one-out image scores, see [`super::image_score::image_threshold`]).
+    pub image_threshold: f32,
     /// The trained projection head the supports were encoded with (`bpgg train`), if any.
     pub head: Option<ProjectionHead>,
+}
+
+/// Anomaly maps with their image scores.
+#[derive(Debug, Clone)]
+pub struct ScoredMaps {
+    /// `(b, 1, S, S)` anomaly maps at the model's image size.
+    pub maps: Tensor,
+    /// One image score per map.
+    pub image_scores: Vec<f32>,
+}
+
+/// The two signals of a batch on the feature grid, `(b, 1, h, w)` each.
+#[derive(Debug, Clone)]
+pub(crate) struct Signals {
+    pub pixel: Tensor,
+    pub image: Tensor,
+}
+
+/// Distances that replace the memory-bank searches when the supports score themselves
+/// (leave-one-out), `(b, 1, h, w)` each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BankDistances<'a> {
+    pub normal: Option<&'a Tensor>,
+    pub defect: Option<&'a Tensor>,
 }
 
 impl FittedModel {
@@ -58,17 +96,34 @@ impl FittedModel {
 
     /// Anomaly maps of images of any size, at `image_size x image_size`.
     pub fn predict(&self, encoder: &Encoder, images: &[RgbImage]) -> Result<Vec<FloatMap>> {
+        Ok(self
+            .predict_scored(encoder, images)?
+            .into_iter()
+            .map(|(map, _)| map)
+            .collect())
+    }
+
+    /// Anomaly maps of images of any size, at `image_size x image_size`, each with its image
+    /// score.
+    pub fn predict_scored(
+        &self,
+        encoder: &Encoder,
+        images: &[RgbImage],
+    ) -> Result<Vec<(FloatMap, f32)>> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let maps = self.score_features(&encoder.encode(images)?)?;
-        let (b, _, h, w) = maps.dims4()?;
-        let flat = maps.flatten_all()?.to_vec1::<f32>()?;
+        let scored = self.score(&encoder.encode(images)?)?;
+        let (b, _, h, w) = scored.maps.dims4()?;
+        let flat = scored.maps.flatten_all()?.to_vec1::<f32>()?;
         Ok((0..b)
-            .map(|i| FloatMap {
-                width: w,
-                height: h,
-                data: flat[i * h * w..(i + 1) * h * w].to_vec(),
+            .map(|i| {
+                let map = FloatMap {
+                    width: w,
+                    height: h,
+                    data: flat[i * h * w..(i + 1) * h * w].to_vec(),
+                };
+                (map, scored.image_scores[i])
             })
             .collect())
     }
@@ -78,39 +133,74 @@ impl FittedModel {
     /// # Shapes
     /// - `feats`: `(b, C, h, w)` from [`Encoder::encode`]; returns `(b, 1, S, S)`.
     pub fn score_features(&self, feats: &Tensor) -> Result<Tensor> {
-        let raw = self.raw_scores(feats, None)?;
-        let size = self.config.image_size as usize;
-        to_anomaly_map(&raw, size, size, &self.config.map)
+        Ok(self.score(feats)?.maps)
     }
 
-    /// Scores on the feature grid before upsampling and smoothing. `knn_dist` replaces the
-    /// memory-bank distances when given (leave-one-out distances of the supports).
+    /// Anomaly maps and image scores from encoded features.
     ///
     /// # Shapes
-    /// - `feats`: `(b, C, h, w)`; returns `(b, 1, h, w)`.
-    pub(crate) fn raw_scores(&self, feats: &Tensor, knn_dist: Option<&Tensor>) -> Result<Tensor> {
-        let dist = || -> Result<Tensor> {
-            match knn_dist {
+    /// - `feats`: `(b, C, h, w)` from [`Encoder::encode`]; maps are `(b, 1, S, S)`.
+    pub fn score(&self, feats: &Tensor) -> Result<ScoredMaps> {
+        let signals = self.signals(feats, None)?;
+        self.finish(&signals)
+    }
+
+    /// Maps (upsampled and smoothed pixel signal) and image scores of computed signals.
+    pub(crate) fn finish(&self, signals: &Signals) -> Result<ScoredMaps> {
+        let size = self.config.image_size as usize;
+        Ok(ScoredMaps {
+            maps: to_anomaly_map(&signals.pixel, size, size, &self.config.map)?,
+            image_scores: image_scores(&signals.image, &self.config.image_score)?,
+        })
+    }
+
+    /// The pixel and image signals on the feature grid. `given` replaces the memory-bank
+    /// searches (the supports' leave-one-out distances when the model scores its own supports).
+    ///
+    /// # Shapes
+    /// - `feats`: `(b, C, h, w)`; both signals are `(b, 1, h, w)`.
+    pub(crate) fn signals(&self, feats: &Tensor, given: Option<BankDistances>) -> Result<Signals> {
+        let given = given.unwrap_or(BankDistances {
+            normal: None,
+            defect: None,
+        });
+        let normal_distance = || -> Result<Tensor> {
+            match given.normal {
                 Some(d) => Ok(d.clone()),
                 None => self.memory()?.score(feats),
             }
+        };
+        let same = |t: Tensor| Signals {
+            pixel: t.clone(),
+            image: t,
         };
         match self.config.scoring {
             Scoring::Auto => Err(Error::State(
                 "scoring `auto` is resolved when the model is fitted".into(),
             )),
-            Scoring::Bpgg => self.defect_probability(feats),
-            Scoring::Knn => dist(),
+            Scoring::Bpgg => Ok(same(self.defect_probability(feats)?)),
+            Scoring::Knn => Ok(same(normal_distance()?)),
             Scoring::Hybrid => {
                 let scale = self
                     .knn_scale
                     .ok_or_else(|| Error::State("hybrid model has no k-NN scale".into()))?;
-                hybrid_score(
-                    &self.defect_probability(feats)?,
-                    &dist()?,
-                    scale,
-                    self.config.hybrid.weight,
-                )
+                let weight = self.config.hybrid.weight;
+                let normal = normal_distance()?;
+                let proto = self.defect_probability(feats)?;
+                let bank = match &self.defect_bank {
+                    Some(bank) => {
+                        let defect = match given.defect {
+                            Some(d) => d.clone(),
+                            None => bank.score(feats)?,
+                        };
+                        Some(bank_probability(&defect, &normal, self.config.tau)?)
+                    }
+                    None => None,
+                };
+                let p = defect_term(&proto, bank.as_ref(), self.config.hybrid.bank_share)?;
+                let pixel = hybrid_score(&p, &normal, scale, weight)?;
+                let image = hybrid_score(bank.as_ref().unwrap_or(&proto), &normal, scale, weight)?;
+                Ok(Signals { pixel, image })
             }
         }
     }

@@ -7,12 +7,14 @@ mod file;
 mod fit;
 mod fitted;
 pub mod head;
+mod image_score;
 mod prediction;
 
 pub use config::{validate_image_size, ModelConfig, Scoring, DEFAULT_IMAGE_SIZE};
 pub use encoder::Encoder;
 pub use file::{MODEL_FORMAT, MODEL_VERSION};
-pub use fit::{fit, fit_features, SupportSet};
-pub use fitted::{FittedModel, ThresholdRule};
+pub use fit::{encode_flips, fit, fit_features, EncodedSupports, SupportSet};
+pub use fitted::{FittedModel, ScoredMaps, ThresholdRule};
 pub use head::{load_head, HeadConfig, ProjectionHead, DEFAULT_HEAD_HIDDEN, HEAD_TENSORS};
-pub use prediction::{image_score, Prediction, PreparedImage, Region};
+pub use image_score::{image_score, image_scores, image_threshold, top_mean, ImageScoreConfig};
+pub use prediction::{Prediction, PreparedImage, Region, Thresholds};

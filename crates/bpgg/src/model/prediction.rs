@@ -1,6 +1,7 @@
 //! What a fitted model says about one image, at the image's own size: the anomaly map, the image
 //! score and verdict, the defect mask and its connected regions. Every door (`bpgg predict`, the
-//! service, the Python package) reports these numbers, so they are computed here, once.
+//! service, the Python package) reports these numbers, so they are computed here, once; the
+//! image score itself comes from [`super::image_score`], the rule `bpgg eval` ranks images by.
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -47,11 +48,13 @@ pub struct Region {
 pub struct Prediction {
     /// The anomaly map at the image's own size.
     pub map: FloatMap,
-    /// The image-level anomaly score (see [`image_score`]).
+    /// The image-level anomaly score (see [`super::image_score`]).
     pub image_score: f32,
-    /// The pixel threshold the mask, regions and verdict were taken at.
+    /// The pixel threshold the mask and regions were taken at.
     pub threshold: f32,
-    /// Whether the image is judged defective (`image_score >= threshold`).
+    /// The image score at or above which the image is judged defective.
+    pub image_threshold: f32,
+    /// Whether the image is judged defective (`image_score >= image_threshold`).
     pub defective: bool,
     /// `map >= threshold`.
     pub mask: Mask,
@@ -59,19 +62,34 @@ pub struct Prediction {
     pub regions: Vec<Region>,
 }
 
+/// The two thresholds a prediction is taken at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// On the anomaly map: a pixel at or above it is defect.
+    pub pixel: f32,
+    /// On the image score: an image at or above it is defective.
+    pub image: f32,
+}
+
 impl Prediction {
-    /// Builds the prediction from the model's map at its working size, for an image of
-    /// `width x height` pixels.
-    pub fn from_model_map(model_map: &FloatMap, width: u32, height: u32, threshold: f32) -> Self {
-        let image_score = image_score(model_map);
+    /// Builds the prediction from the model's map at its working size and the image's score
+    /// ([`FittedModel::score`]), for an image of `width x height` pixels.
+    pub fn from_model_map(
+        model_map: &FloatMap,
+        image_score: f32,
+        width: u32,
+        height: u32,
+        thresholds: Thresholds,
+    ) -> Self {
         let map = model_map.resized(width as usize, height as usize);
-        let mask = map.threshold(threshold);
+        let mask = map.threshold(thresholds.pixel);
         let regions = regions(&map, &mask);
         Self {
             map,
             image_score,
-            threshold,
-            defective: image_score >= threshold,
+            threshold: thresholds.pixel,
+            image_threshold: thresholds.image,
+            defective: image_score >= thresholds.image,
             mask,
             regions,
         }
@@ -86,13 +104,6 @@ impl Prediction {
     pub fn defect_area_fraction(&self) -> f64 {
         self.mask.coverage()
     }
-}
-
-/// The image-level anomaly score of a map at the model's working size: its maximum (NaN if the
-/// map holds a NaN, so that a later ranking reports it). `bpgg eval` ranks images by the same
-/// score for image AUROC.
-pub fn image_score(model_map: &FloatMap) -> f32 {
-    bpgg_metrics::image_score(&model_map.data)
 }
 
 /// The 8-connected regions of `mask` with their bounding boxes and largest map value.
@@ -147,24 +158,30 @@ impl FittedModel {
         }
     }
 
-    /// Predicts prepared images; `threshold` overrides the model's own.
+    /// Predicts prepared images; `threshold` overrides the model's own pixel threshold (the
+    /// image verdict always takes [`FittedModel::image_threshold`]).
     pub fn predict_prepared(
         &self,
         encoder: &Encoder,
         images: &[PreparedImage],
         threshold: Option<f32>,
     ) -> Result<Vec<Prediction>> {
-        let threshold = threshold.unwrap_or(self.threshold);
+        let thresholds = Thresholds {
+            pixel: threshold.unwrap_or(self.threshold),
+            image: self.image_threshold,
+        };
         let inputs: Vec<RgbImage> = images.iter().map(|p| p.input.clone()).collect();
-        let maps = self.predict(encoder, &inputs)?;
+        let scored = self.predict_scored(encoder, &inputs)?;
         Ok(images
             .iter()
-            .zip(maps)
-            .map(|(p, map)| Prediction::from_model_map(&map, p.width, p.height, threshold))
+            .zip(scored)
+            .map(|(p, (map, score))| {
+                Prediction::from_model_map(&map, score, p.width, p.height, thresholds)
+            })
             .collect())
     }
 
-    /// Predicts images of any size; `threshold` overrides the model's own.
+    /// Predicts images of any size; `threshold` overrides the model's own pixel threshold.
     pub fn predict_images(
         &self,
         encoder: &Encoder,
@@ -192,9 +209,13 @@ mod tests {
                 0.0, 0.0, 0.0, 0.8,
             ],
         };
-        let p = Prediction::from_model_map(&map, 4, 3, 0.5);
-        assert_eq!(p.image_score, 0.9);
-        assert!(p.defective);
+        let thresholds = Thresholds {
+            pixel: 0.5,
+            image: 0.3,
+        };
+        let p = Prediction::from_model_map(&map, 0.35, 4, 3, thresholds);
+        assert_eq!(p.image_score, 0.35);
+        assert!(p.defective, "the verdict takes the image threshold");
         assert_eq!(p.defect_area_px(), 4);
         assert_eq!(
             p.regions,
@@ -220,16 +241,25 @@ mod tests {
     }
 
     #[test]
-    fn a_map_below_the_threshold_is_not_defective() {
+    fn the_image_threshold_decides_the_verdict() {
         let map = FloatMap {
             width: 2,
             height: 2,
             data: vec![0.1, 0.2, 0.3, 0.4],
         };
-        let p = Prediction::from_model_map(&map, 6, 4, 0.5);
-        assert!(!p.defective);
+        let thresholds = Thresholds {
+            pixel: 0.5,
+            image: 0.6,
+        };
+        let p = Prediction::from_model_map(&map, 0.55, 6, 4, thresholds);
+        assert!(
+            !p.defective,
+            "image score 0.55 is below the image threshold 0.6"
+        );
         assert!(p.regions.is_empty());
         assert_eq!((p.map.width, p.map.height), (6, 4));
-        assert_eq!(p.image_score, 0.4);
+        // Whatever the map, the image threshold decides the verdict.
+        let p = Prediction::from_model_map(&map, 0.65, 6, 4, thresholds);
+        assert!(p.defective && p.regions.is_empty());
     }
 }

@@ -5,9 +5,11 @@
 mod bank;
 mod kmeans;
 mod masked_pool;
+mod support_cells;
 
 pub use bank::{build_prototypes, PrototypeBank, PrototypeConfig};
 pub use kmeans::{spherical_kmeans, KMeansConfig};
 pub use masked_pool::{
     mask_to_grid, masked_average_pool, masked_average_pool_with, MaskPooling, MASK_EPS,
 };
+pub use support_cells::{background_cells, defect_cells, SupportCellsConfig};

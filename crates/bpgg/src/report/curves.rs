@@ -220,6 +220,7 @@ mod tests {
             height: 1,
             map: vec![0.9, 0.8, 0.1, 0.2],
             mask: vec![true, true, false, false],
+            image_score: 0.9,
         };
         let c = curves_of(&[&img], 0.3).unwrap();
         // A perfect separation passes through (0, 1) on ROC and PRO and has precision 1.

@@ -160,7 +160,7 @@ impl ReportWriter {
         }
         self.add_supports(episode)?;
 
-        let score = |i: usize| max_of(&episode.maps[i].map);
+        let score = |i: usize| episode.maps[i].image_score;
         let mut defects: Vec<usize> = (0..episode.maps.len())
             .filter(|&i| episode.maps[i].defect_type != GOOD)
             .collect();
@@ -203,16 +203,16 @@ impl ReportWriter {
         Ok(())
     }
 
-    /// Takes one prediction (no ground truth). The gallery keeps the `max_panels` highest
-    /// scores; the panels of the others are deleted again.
+    /// Takes one prediction (no ground truth) with its image score. The gallery keeps the
+    /// `max_panels` highest scores; the panels of the others are deleted again.
     pub fn add_prediction(
         &mut self,
         name: &str,
         image: &RgbImage,
         map: &FloatMap,
+        score: f32,
         threshold: f32,
     ) -> Result<()> {
-        let score = max_of(&map.data);
         if self.gallery.len() >= self.config.max_panels {
             let (lowest, low_score) = self
                 .gallery
@@ -572,10 +572,6 @@ fn fit_inside(image: &RgbImage, side: u32) -> RgbImage {
     resize_image(image, nw, nh)
 }
 
-fn max_of(values: &[f32]) -> f32 {
-    values.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-}
-
 fn sample_name(s: &Sample) -> String {
     format!("{}/{}", s.defect_type, s.stem)
 }
@@ -647,7 +643,9 @@ mod tests {
                 height: 4,
                 data: vec![peak; 16],
             };
-            writer.add_prediction(name, &image, &map, 0.4).unwrap();
+            writer
+                .add_prediction(name, &image, &map, peak, 0.4)
+                .unwrap();
         }
         let names: Vec<&str> = writer.gallery.iter().map(|g| g.name.as_str()).collect();
         assert_eq!(names.len(), 2);

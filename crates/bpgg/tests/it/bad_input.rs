@@ -534,10 +534,12 @@ fn knn_model() -> Result<FittedModel> {
         memory: Some(MemoryBank::from_rows(&rows, &config.knn)?),
         config,
         prototypes: None,
+        defect_bank: None,
         knn_scale: None,
         reverse_supports: None,
         threshold: 0.5,
         threshold_rule: ThresholdRule::User,
+        image_threshold: 0.5,
         head: None,
     })
 }
@@ -581,10 +583,10 @@ fn model_files_truncated_foreign_or_from_another_version_are_refused() -> Result
     assert_eq!(
         load(&patched(
             &good,
-            b"\"bpgg_version\":\"1\"",
+            b"\"bpgg_version\":\"2\"",
             b"\"bpgg_version\":\"7\""
         )),
-        format!("{p}: model file version 7, this bpgg reads version 1; refit it")
+        format!("{p}: model file version 7, this bpgg reads version 2; refit it")
     );
     assert_eq!(
         load(&patched(&good, b"bpgg-model", b"bpgg-other")),

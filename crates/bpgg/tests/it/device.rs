@@ -7,7 +7,7 @@ use anyhow::Result;
 use bpgg::backbone::{load_backbone, BackboneConfig};
 use bpgg::data::image_io::{load_rgb, ImageLimits};
 use bpgg::data::transform::images_to_batch;
-use bpgg::model::{fit, image_score, Encoder, FittedModel, Scoring};
+use bpgg::model::{fit, Encoder, FittedModel, Scoring};
 use bpgg::test_utils::max_abs_diff;
 use candle_core::Device;
 
@@ -71,8 +71,10 @@ fn fitted_models_give_the_same_maps_on_the_device(device: &bpgg::test_utils::Dev
     );
     for scoring in [Scoring::Bpgg, Scoring::Knn, Scoring::Hybrid] {
         let reference = fit(&cpu_encoder, &supports, &config(scoring))?;
-        let expected = reference.predict(&cpu_encoder, &images)?;
-        let expected_scores: Vec<f32> = expected.iter().map(image_score).collect();
+        let (expected, expected_scores): (Vec<_>, Vec<f32>) = reference
+            .predict_scored(&cpu_encoder, &images)?
+            .into_iter()
+            .unzip();
         let fitted_here = fit(&encoder, &supports, &config(scoring))?;
         let path = dir.path().join(format!("{scoring}.bpgg"));
         let from_cpu_file = FittedModel::from_bytes(&path, &reference.to_bytes()?, device)?;
@@ -82,6 +84,11 @@ fn fitted_models_give_the_same_maps_on_the_device(device: &bpgg::test_utils::Dev
         assert!(
             threshold_gap <= MAP_TOLERANCE,
             "{scoring}: thresholds {threshold_gap} apart"
+        );
+        let image_gap = (fitted_here.image_threshold - reference.image_threshold).abs();
+        assert!(
+            image_gap <= MAP_TOLERANCE,
+            "{scoring}: image thresholds {image_gap} apart"
         );
         for (what, model, on) in [
             ("fitted on the device", &fitted_here, &encoder),
@@ -96,7 +103,8 @@ fn fitted_models_give_the_same_maps_on_the_device(device: &bpgg::test_utils::Dev
                 &cpu_encoder,
             ),
         ] {
-            let maps = model.predict(on, &images)?;
+            let (maps, scores): (Vec<_>, Vec<f32>) =
+                model.predict_scored(on, &images)?.into_iter().unzip();
             let mut worst = 0f32;
             for (a, b) in expected.iter().zip(&maps) {
                 assert_eq!((a.width, a.height), (b.width, b.height));
@@ -110,7 +118,6 @@ fn fitted_models_give_the_same_maps_on_the_device(device: &bpgg::test_utils::Dev
                 worst <= MAP_TOLERANCE,
                 "{scoring}, {what} on {device:?}: maps {worst} apart"
             );
-            let scores: Vec<f32> = maps.iter().map(image_score).collect();
             assert!(
                 same_ranking(&expected_scores, &scores, MAP_TOLERANCE),
                 "{scoring}, {what}: image scores {scores:?} rank unlike the CPU's {expected_scores:?}"

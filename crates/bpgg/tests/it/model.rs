@@ -106,6 +106,177 @@ fn every_scoring_localizes_synthetic_blobs_and_survives_a_round_trip() -> Result
     Ok(())
 }
 
+/// Image AUROC of the model's own image scores on the unseen blob images against the good ones.
+fn image_auroc_on_queries(
+    model: &FittedModel,
+    encoder: &Encoder,
+    category: &MvtecCategory,
+) -> Result<f64> {
+    let limits = ImageLimits::default();
+    let queries: Vec<_> = category.test["blob"][2..]
+        .iter()
+        .chain(category.test_good())
+        .collect();
+    let images = queries
+        .iter()
+        .map(|s| load_rgb(&s.image, limits))
+        .collect::<bpgg::Result<Vec<_>>>()?;
+    let scored = model.predict_scored(encoder, &images)?;
+    let scores: Vec<f32> = scored.iter().map(|(_, s)| *s).collect();
+    let labels: Vec<bool> = queries.iter().map(|s| s.is_defect()).collect();
+    Ok(bpgg_metrics::image_auroc(&scores, &labels)?)
+}
+
+#[test]
+fn every_scoring_works_from_one_normal_image() -> Result<()> {
+    // N = 1 (and K = 1): no scoring may refuse it, and each still localizes and detects.
+    let dir = tempfile::tempdir()?;
+    let (category, mut supports) = setup(dir.path())?;
+    supports.defects.truncate(1);
+    supports.normals.truncate(1);
+    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    for scoring in [Scoring::Bpgg, Scoring::Knn, Scoring::Hybrid, Scoring::Auto] {
+        let model = fit(&encoder, &supports, &config(scoring))?;
+        let auroc = auroc_on_queries(&model, &encoder, &category)?;
+        assert!(auroc > 0.9, "{scoring}: pixel AUROC {auroc}");
+        let image = image_auroc_on_queries(&model, &encoder, &category)?;
+        assert!(image > 0.8, "{scoring}: image AUROC {image}");
+        assert!(model.threshold.is_finite() && model.image_threshold.is_finite());
+        if scoring == Scoring::Auto {
+            assert_eq!(model.config.scoring, Scoring::Hybrid);
+        }
+    }
+    // Normal images only (K = 0, N = 1): k-NN, calibrated on the one image itself.
+    let normal_only = SupportSet {
+        defects: Vec::new(),
+        normals: supports.normals.clone(),
+    };
+    let model = fit(&encoder, &normal_only, &config(Scoring::Auto))?;
+    assert_eq!(model.config.scoring, Scoring::Knn);
+    assert!(auroc_on_queries(&model, &encoder, &category)? > 0.9);
+    // Defect images only (K = 1, N = 0): hybrid's normal side is the defect image's background.
+    let defect_only = SupportSet {
+        defects: supports.defects.clone(),
+        normals: Vec::new(),
+    };
+    for scoring in [Scoring::Auto, Scoring::Knn, Scoring::Bpgg] {
+        let model = fit(&encoder, &defect_only, &config(scoring))?;
+        let auroc = auroc_on_queries(&model, &encoder, &category)?;
+        assert!(
+            auroc > 0.9,
+            "{scoring} without normal images: pixel AUROC {auroc}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn image_scores_are_the_models_and_judge_the_supports_apart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (category, supports) = setup(dir.path())?;
+    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    let model = fit(&encoder, &supports, &config(Scoring::Auto))?;
+    let limits = ImageLimits::default();
+    let images = [&category.test["blob"][3], &category.test_good()[0]]
+        .iter()
+        .map(|s| load_rgb(&s.image, limits))
+        .collect::<bpgg::Result<Vec<_>>>()?;
+    let scored = model.predict_scored(&encoder, &images)?;
+    let direct = model.score(&encoder.encode(&images)?)?;
+    for (i, (map, score)) in scored.iter().enumerate() {
+        assert_eq!(*score, direct.image_scores[i]);
+        // The image score is not the map's maximum: it comes from the image signal's top cells.
+        assert!(score.is_finite() && map.data.iter().all(|v| v.is_finite()));
+    }
+    // The verdicts on an unseen defect image and an unseen good image.
+    assert!(
+        scored[0].1 >= model.image_threshold,
+        "{} vs {}",
+        scored[0].1,
+        model.image_threshold
+    );
+    assert!(
+        scored[1].1 < model.image_threshold,
+        "{} vs {}",
+        scored[1].1,
+        model.image_threshold
+    );
+    assert!(image_auroc_on_queries(&model, &encoder, &category)? > 0.9);
+
+    // The image threshold survives a round trip.
+    let path = dir.path().join("m.bpgg");
+    model.save(&path)?;
+    let loaded = FittedModel::load(&path, &Device::Cpu)?;
+    assert_eq!(loaded.image_threshold, model.image_threshold);
+    assert!(loaded.defect_bank.is_some());
+    Ok(())
+}
+
+#[test]
+fn a_second_defect_shot_adds_what_the_first_did_not_show() -> Result<()> {
+    // Supports: a blob (K = 1), then also a scratch (K = 2). Scratch queries must be found
+    // better with the second shot: the defect side keeps every shot's pixels.
+    let dir = tempfile::tempdir()?;
+    let cat_dir = write_synthetic_dataset(
+        dir.path(),
+        &SynthConfig {
+            size: 64,
+            train_good: 2,
+            test_good: 2,
+            per_type: 5,
+            kinds: vec![
+                bpgg::data::DefectKind::Blob,
+                bpgg::data::DefectKind::Scratch,
+            ],
+            ..SynthConfig::default()
+        },
+    )?;
+    let category = MvtecCategory::open(&cat_dir)?;
+    let limits = ImageLimits::default();
+    let support = |s: &bpgg::data::Sample| -> Result<(String, image::RgbImage, bpgg::data::Mask)> {
+        let img = load_rgb(&s.image, limits)?;
+        let mask = load_mask(s.mask.as_ref().unwrap(), Some(img.dimensions()), limits)?;
+        Ok((s.stem.clone(), img, mask))
+    };
+    let normals = category
+        .train_good
+        .iter()
+        .map(|s| Ok((s.stem.clone(), load_rgb(&s.image, limits)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let queries = &category.test["scratch"][1..];
+    let images = queries
+        .iter()
+        .map(|s| load_rgb(&s.image, limits))
+        .collect::<bpgg::Result<Vec<_>>>()?;
+    let mut truth = Vec::new();
+    for s in queries {
+        truth.extend(load_mask(s.mask.as_ref().unwrap(), Some((64, 64)), limits)?.pixels);
+    }
+    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    let mut ap = Vec::new();
+    for defects in [
+        vec![support(&category.test["blob"][0])?],
+        vec![
+            support(&category.test["blob"][0])?,
+            support(&category.test["scratch"][0])?,
+        ],
+    ] {
+        let supports = SupportSet {
+            defects,
+            normals: normals.clone(),
+        };
+        let model = fit(&encoder, &supports, &config(Scoring::Auto))?;
+        let maps = model.predict(&encoder, &images)?;
+        let scores: Vec<f32> = maps.iter().flat_map(|m| m.data.iter().copied()).collect();
+        ap.push(bpgg_metrics::average_precision(&scores, &truth)?);
+    }
+    assert!(
+        ap[1] > ap[0] + 0.05,
+        "pixel AP on scratches, 1 vs 2 shots: {ap:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn bpgg_scoring_without_defects_and_broken_model_files_are_clear_errors() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -153,7 +324,7 @@ fn bpgg_scoring_without_defects_and_broken_model_files_are_clear_errors() -> Res
     assert!(err.contains("no bpgg-model header"), "{err}");
 
     // Another version.
-    let needle = b"\"bpgg_version\":\"1\"";
+    let needle = b"\"bpgg_version\":\"2\"";
     let at = bytes
         .windows(needle.len())
         .position(|w| w == needle)

@@ -238,6 +238,7 @@ fn several_categories_combine_into_one_base_set() -> Result<()> {
             per_type: 5,
             kinds: vec![bpgg::data::DefectKind::Stain],
             seed: 1,
+            ..SynthConfig::default()
         },
     )?;
     let sources = vec![

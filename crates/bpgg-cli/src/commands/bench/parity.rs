@@ -22,7 +22,7 @@ use bpgg::data::{
     MvtecCategory, SynthConfig,
 };
 use bpgg::device::device_name;
-use bpgg::model::{fit, image_score, Encoder, FittedModel, ModelConfig, Scoring, SupportSet};
+use bpgg::model::{fit, Encoder, FittedModel, ModelConfig, Scoring, SupportSet};
 use bpgg::train::{train, EpisodeShape, TrainConfig, TrainEvent, TrainSource};
 use candle_core::{Device, Tensor};
 use clap::Args;
@@ -279,8 +279,8 @@ fn compare_models(
             ..ModelConfig::default()
         };
         let reference = fit(&cpu_encoder, &supports, &config)?;
-        let (expected, cpu_s) = timed(|| Ok(reference.predict(&cpu_encoder, &queries)?))?;
-        let expected_scores: Vec<f32> = expected.iter().map(image_score).collect();
+        let (expected, cpu_s) = timed(|| Ok(reference.predict_scored(&cpu_encoder, &queries)?))?;
+        let (expected, expected_scores): (Vec<_>, Vec<f32>) = expected.into_iter().unzip();
         let fitted_here = fit(&encoder, &supports, &config)?;
         let file = Path::new("<model bytes>");
         let cpu_file_here = FittedModel::from_bytes(file, &reference.to_bytes()?, device)?;
@@ -311,7 +311,8 @@ fn compare_models(
             ),
         ] {
             model.predict(on, &queries[..1])?; // warm-up
-            let (maps, seconds) = timed(|| Ok(model.predict(on, &queries)?))?;
+            let (scored, seconds) = timed(|| Ok(model.predict_scored(on, &queries)?))?;
+            let (maps, scores): (Vec<_>, Vec<f32>) = scored.into_iter().unzip();
             let diff = expected
                 .iter()
                 .zip(&maps)
@@ -321,7 +322,6 @@ fn compare_models(
                     0f32,
                     |w, d| if d.is_nan() { f32::INFINITY } else { w.max(d) },
                 );
-            let scores: Vec<f32> = maps.iter().map(image_score).collect();
             let ranked_alike = same_ranking(&expected_scores, &scores, MAP_TOLERANCE);
             let word = verdict.check(diff <= MAP_TOLERANCE && ranked_alike, || {
                 format!("{scoring} {what}: maps {diff:.1e} apart, ranking equal {ranked_alike}")

@@ -51,18 +51,13 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
             per_type: SUPPORT_DEFECTS,
             kinds: vec![DefectKind::Blob],
             seed: SEED,
+            ..SynthConfig::default()
         },
     )?;
     let queries = png_files(&category.join("test").join("good"))?;
     let scoring = match args.scoring {
         BenchScoring::Bpgg => Scoring::Bpgg,
-        BenchScoring::Hybrid => {
-            ensure!(
-                args.normal_shots >= 2,
-                "--scoring hybrid needs --normal-shots of at least 2"
-            );
-            Scoring::Hybrid
-        }
+        BenchScoring::Hybrid => Scoring::Hybrid,
     };
     let config = ModelConfig {
         scoring,
