@@ -157,10 +157,14 @@ pub struct ModelArgs {
     pub model_seed: u64,
     /// A projection head trained by `bpgg train` (its best.safetensors or last.safetensors):
     /// features pass through it before prototypes and the memory bank are built. A model fitted
-    /// with it stores the head, so `predict` needs no flag.
-    #[arg(long, value_name = "FILE")]
+    /// with it stores the head, so `predict` needs no flag. `none` (the default): no head, the
+    /// training-free model (`./none` names a file called none).
+    #[arg(long, value_name = "FILE|none")]
     pub checkpoint: Option<PathBuf>,
 }
+
+/// The `--checkpoint` value that asks for no projection head.
+const NO_CHECKPOINT: &str = "none";
 
 impl ModelArgs {
     /// Loads the backbone of `config`, with the trained head of `--checkpoint` when given.
@@ -168,6 +172,7 @@ impl ModelArgs {
         let head = self
             .checkpoint
             .as_deref()
+            .filter(|path| path.as_os_str() != NO_CHECKPOINT)
             .map(|path| load_head(path, &config.backbone, config.image_size, device))
             .transpose()
             .context("set --backbone, --layers and --size to what the head was trained for")?;

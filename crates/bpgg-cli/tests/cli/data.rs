@@ -33,6 +33,62 @@ fn synth_then_inspect_reports_counts_and_no_problems() {
 }
 
 #[test]
+fn synth_writes_the_chosen_kinds_and_several_products() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bpgg(&[
+        "data",
+        "synth",
+        s(dir.path()),
+        "--category",
+        "prod",
+        "--categories",
+        "2",
+        "--texture",
+        "random",
+        "--kinds",
+        "pits,fold",
+        "--variety",
+        "2",
+        "--size",
+        "32",
+        "--train-good",
+        "2",
+        "--test-good",
+        "1",
+        "--per-type",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for cat in ["prod_000", "prod_001"] {
+        let cat = dir.path().join(cat);
+        for f in [
+            "test/pits/000.png",
+            "ground_truth/pits/000_mask.png",
+            "test/fold/000.png",
+            "ground_truth/fold/000_mask.png",
+            "train/good/001.png",
+            "test/good/000.png",
+        ] {
+            assert!(cat.join(f).is_file(), "{f} missing in {}", cat.display());
+        }
+        assert!(!cat.join("test/blob").exists(), "only the chosen kinds");
+    }
+    // Each product has its own surface.
+    let good = |c: &str| std::fs::read(dir.path().join(c).join("train/good/000.png")).unwrap();
+    assert_ne!(good("prod_000"), good("prod_001"));
+
+    for (flag, value, expect) in [
+        ("--kinds", "blob,dent", "unknown defect kind `dent`"),
+        ("--texture", "marble", "unknown texture `marble`"),
+        ("--variety", "0.5", "variety must be in 1..=8"),
+    ] {
+        let out = bpgg(&["data", "synth", s(dir.path()), flag, value, "--size", "32"]);
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        assert!(stderr(&out).contains(expect), "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn truncated_png_is_named_with_nonzero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let cat = small_dataset(dir.path());

@@ -56,6 +56,45 @@ fn fit_predict_score_round_trip_from_folders() {
     assert_eq!(lines.lines().count(), 15);
     let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
     assert!(first["image_score"].as_f64().is_some() && first["threshold"].as_f64().is_some());
+    // The verdict is the image score against the image threshold chosen at fit time, on every
+    // line; blob images (the supports' type) are found defective, good ones mostly not.
+    let records: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut verdicts = (0, 0);
+    for r in &records {
+        let (score, cut) = (
+            r["image_score"].as_f64().unwrap(),
+            r["image_threshold"].as_f64().unwrap(),
+        );
+        assert_eq!(r["defective"].as_bool(), Some(score >= cut), "{r}");
+        if r["image"].as_str().unwrap().contains("blob") {
+            verdicts.0 += usize::from(score >= cut);
+        } else if r["image"].as_str().unwrap().contains("good") {
+            verdicts.1 += usize::from(score < cut);
+        }
+    }
+    assert!(verdicts.0 >= 2 && verdicts.1 >= 2, "{verdicts:?}");
+    // --image-threshold overrides it.
+    let high = dir.path().join("pred-high");
+    let out = bpgg(&[
+        "predict",
+        "--model",
+        s(&model),
+        s(&cat.join("test/blob")),
+        "-o",
+        s(&high),
+        "--image-threshold",
+        "1e9",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = std::fs::read_to_string(high.join("results.jsonl")).unwrap();
+    for l in lines.lines() {
+        let r: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(r["defective"].as_bool(), Some(false), "{r}");
+        assert_eq!(r["image_threshold"].as_f64(), Some(1e9));
+    }
 
     // Maps have their image's size, so `score` reads them as they are.
     let out = bpgg(&[

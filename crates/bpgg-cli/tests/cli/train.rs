@@ -116,6 +116,41 @@ fn train_then_fit_and_predict_with_the_trained_head() {
         stderr(&not_ckpt)
     );
 
+    // `--checkpoint none` is the training-free model: the same file as no flag at all, and not
+    // the one fitted with the head.
+    let (defects, masks, normal) = (
+        cat.join("test/stain"),
+        cat.join("ground_truth/stain"),
+        cat.join("train/good"),
+    );
+    let plain = |extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "fit",
+            "--defects",
+            s(&defects),
+            "--masks",
+            s(&masks),
+            "--normal",
+            s(&normal),
+            "--size",
+            "64",
+            "-o",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        let done = bpgg(&args);
+        assert!(done.status.success(), "{}", stderr(&done));
+        bpgg::model::FittedModel::load(out, &candle_core::Device::Cpu).unwrap()
+    };
+    let none = plain(&["--checkpoint", "none"], &dir.path().join("none.bpgg"));
+    let default = plain(&[], &dir.path().join("plain.bpgg"));
+    let with_head = bpgg::model::FittedModel::load(&model, &candle_core::Device::Cpu).unwrap();
+    assert!(none.head.is_none() && default.head.is_none() && with_head.head.is_some());
+    assert_eq!(
+        (none.threshold, none.image_threshold),
+        (default.threshold, default.image_threshold)
+    );
+
     let pred = dir.path().join("pred");
     let out = bpgg(&[
         "-q",
