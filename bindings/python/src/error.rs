@@ -17,7 +17,7 @@ fn hint(err: &bpgg::Error) -> Option<&'static str> {
             defects: false,
             scoring: Scoring::Knn | Scoring::Hybrid,
             ..
-        } => Some("give more normal images, or use scoring=\"bpgg\""),
+        } => Some("give a normal image, or use scoring=\"bpgg\""),
         _ => None,
     }
 }

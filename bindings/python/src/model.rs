@@ -202,8 +202,8 @@ impl PyModel {
             .collect())
     }
 
-    /// Image anomaly scores (float32, one per image): the maximum of each image's map at the
-    /// model's working size, the `image_score` of `bpgg predict`.
+    /// Image anomaly scores (float32, one per image): the `image_score` of `bpgg predict` (the
+    /// mean of the largest cells of the model's image signal, `bpgg::model::image_score`).
     fn score<'py>(
         &self,
         py: Python<'py>,
@@ -214,9 +214,9 @@ impl PyModel {
         let scores = py
             .detach(|| -> bpgg::Result<Vec<f32>> {
                 Ok(fitted
-                    .predict(encoder, &images)?
-                    .iter()
-                    .map(bpgg::model::image_score)
+                    .predict_scored(encoder, &images)?
+                    .into_iter()
+                    .map(|(_, score)| score)
                     .collect())
             })
             .map_err(to_py)?;
@@ -245,6 +245,13 @@ impl PyModel {
     #[getter]
     fn threshold(&self) -> f32 {
         self.fitted.threshold
+    }
+
+    /// The image score at or above which an image is judged defective (chosen at fit time
+    /// from the supports' own image scores).
+    #[getter]
+    fn image_threshold(&self) -> f32 {
+        self.fitted.image_threshold
     }
 
     /// How the threshold was chosen: "support_f1", "normal_max" or "user".
@@ -340,13 +347,16 @@ pub struct PyPrediction {
     /// `map >= threshold`, bool (H, W).
     #[pyo3(get)]
     mask: Py<PyArray2<bool>>,
-    /// The image anomaly score (maximum of the map at the model's working size).
+    /// The image anomaly score (`Model.score`).
     #[pyo3(get)]
     image_score: f32,
-    /// The threshold the mask and verdict were taken at.
+    /// The pixel threshold the mask and regions were taken at.
     #[pyo3(get)]
     threshold: f32,
-    /// Whether the image is judged defective (`image_score >= threshold`).
+    /// The image threshold the verdict was taken at (the model's `image_threshold`).
+    #[pyo3(get)]
+    image_threshold: f32,
+    /// Whether the image is judged defective (`image_score >= image_threshold`).
     #[pyo3(get)]
     defective: bool,
     /// Pixels at or above the threshold.
@@ -377,6 +387,7 @@ impl PyPrediction {
         Ok(Self {
             image_score: p.image_score,
             threshold: p.threshold,
+            image_threshold: p.image_threshold,
             defective: p.defective,
             defect_area_px: area,
             defect_area_fraction: fraction,

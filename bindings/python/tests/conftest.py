@@ -117,6 +117,7 @@ def assert_same_model(
     not by their bytes: the order of the keys of a safetensors header's metadata is not fixed."""
     assert a.config == b.config
     assert (a.threshold, a.threshold_rule) == (b.threshold, b.threshold_rule)
+    assert a.image_threshold == b.image_threshold
     for x, y in zip(a.predict(images), b.predict(images)):
         np.testing.assert_allclose(x, y, rtol=0, atol=atol)
 

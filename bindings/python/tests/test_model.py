@@ -42,6 +42,16 @@ def test_fit_resolves_auto_scoring(supports: Supports) -> None:
     assert (knn.scoring, knn.threshold_rule) == ("knn", "normal_max")
 
 
+def test_one_normal_image_is_enough(supports: Supports) -> None:
+    one = supports.normals[:1]
+    for scoring in ("hybrid", "knn"):
+        m = bpgg.Model.fit(supports.defects, supports.masks, one, scoring=scoring, size=SIZE)
+        scores = m.score(supports.queries)
+        defective = np.array([mask.any() for mask in supports.query_masks])
+        assert np.isfinite(scores).all() and np.isfinite(m.image_threshold)
+        assert scores[defective].mean() > scores[~defective].mean(), scoring
+
+
 def test_score_and_predictions_agree(model: bpgg.Model, supports: Supports) -> None:
     scores = model.score(supports.queries)
     assert scores.dtype == np.float32 and scores.shape == (len(supports.queries),)
@@ -49,8 +59,8 @@ def test_score_and_predictions_agree(model: bpgg.Model, supports: Supports) -> N
     maps = model.predict(supports.queries)
     for s, p, m in zip(scores, predictions, maps):
         assert p.image_score == s
-        assert p.threshold == model.threshold
-        assert p.defective == (s >= model.threshold)
+        assert (p.threshold, p.image_threshold) == (model.threshold, model.image_threshold)
+        assert p.defective == (s >= model.image_threshold)
         np.testing.assert_array_equal(p.map, m)
         np.testing.assert_array_equal(p.mask, m >= model.threshold)
         assert p.defect_area_px == int(p.mask.sum())
@@ -63,7 +73,10 @@ def test_score_and_predictions_agree(model: bpgg.Model, supports: Supports) -> N
 
 def test_a_threshold_override_changes_only_masks(model: bpgg.Model, supports: Supports) -> None:
     low = model.predictions(supports.queries, threshold=0.0)
-    assert all(p.defective and p.mask.all() for p in low)
+    assert all(p.mask.all() for p in low)
+    # The verdict is taken at the image threshold, which a pixel threshold does not move.
+    plain = model.predictions(supports.queries)
+    assert [p.defective for p in low] == [p.defective for p in plain]
     other = model.with_threshold(0.75)
     assert (other.threshold, other.threshold_rule) == (0.75, "user")
     assert model.threshold_rule != "user"  # the original is unchanged
