@@ -8,6 +8,8 @@ use bpgg::train::TrainConfig;
 use clap::{Args, Parser, Subcommand};
 
 use crate::device_args::DeviceArgs;
+use bpgg_serve::ServeConfig;
+
 use crate::model_args::BackboneArgs;
 
 /// Few-shot anomaly localization: show bpgg a few defective parts with their defects masked and
@@ -47,9 +49,79 @@ pub enum Command {
     /// Convert PyTorch checkpoints to safetensors, or list a weight file's tensors.
     #[command(subcommand)]
     Weights(crate::commands::weights::WeightsCommand),
-    /// Time bpgg against its Python references (backbones, predict, training step, metrics).
+    /// Time bpgg against its Python references (backbones, predict, training step, metrics),
+    /// and the service under load.
     #[command(subcommand)]
     Bench(crate::commands::bench::BenchCommand),
+    /// Run the HTTP service: projects (images, masks, models) in a data dir, fit and predict
+    /// over HTTP (see /v1/openapi.json).
+    Serve(ServeArgs),
+}
+
+/// `bpgg serve`. Every default is `ServeConfig::default()`'s.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Folder of the project store (SQLite and files), created if missing.
+    #[arg(long, default_value = bpgg_serve::config::DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0: any free port). Anything but loopback needs --token.
+    #[arg(long, default_value = bpgg_serve::config::DEFAULT_BIND, value_name = "ADDR")]
+    pub bind: String,
+    /// Bearer token every /v1 route and /metrics require (prefer the environment variable: a
+    /// command line is visible to other users of the machine).
+    #[arg(long, env = "BPGG_TOKEN", hide_env_values = true, value_name = "T")]
+    pub token: Option<String>,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, default_value_t = ServeConfig::default().max_body_bytes, value_name = "BYTES")]
+    pub max_body: usize,
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
+    /// Requests with CPU work (decode, fit, predict) queued or running at once; one more is
+    /// answered 503 with Retry-After.
+    #[arg(long, default_value_t = ServeConfig::default().queue_depth, value_name = "N")]
+    pub queue: usize,
+    /// Longest time from a request's headers to its answer, in seconds (then 503).
+    #[arg(
+        long,
+        default_value_t = ServeConfig::default().request_timeout.as_secs(),
+        value_name = "S"
+    )]
+    pub request_timeout: u64,
+    /// Threads running forward passes and fits (each pass already uses every core).
+    #[arg(long, default_value_t = ServeConfig::default().workers, value_name = "N")]
+    pub workers: usize,
+    /// Largest number of concurrent predicts of one model scored in one forward pass.
+    #[arg(long, default_value_t = ServeConfig::default().max_batch, value_name = "N")]
+    pub max_batch: usize,
+    /// Open connections served at once.
+    #[arg(long, default_value_t = ServeConfig::default().max_connections, value_name = "N")]
+    pub max_connections: usize,
+}
+
+impl ServeArgs {
+    /// The service's configuration (validated when the server starts).
+    pub fn to_config(&self) -> anyhow::Result<ServeConfig> {
+        use std::net::ToSocketAddrs;
+        let bind = self
+            .bind
+            .to_socket_addrs()
+            .map_err(|e| anyhow::anyhow!("--bind {}: {e}", self.bind))?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("--bind {}: no address", self.bind))?;
+        Ok(ServeConfig {
+            data_dir: self.data_dir.clone(),
+            bind,
+            token: self.token.clone().filter(|t| !t.is_empty()),
+            max_body_bytes: self.max_body,
+            max_pixels: self.limits.max_pixels,
+            queue_depth: self.queue,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout),
+            max_batch: self.max_batch,
+            workers: self.workers,
+            max_connections: self.max_connections,
+            ..ServeConfig::default()
+        })
+    }
 }
 
 #[derive(Debug, Args)]

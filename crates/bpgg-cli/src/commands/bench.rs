@@ -14,6 +14,7 @@ mod knn;
 mod metrics;
 mod parity;
 mod predict;
+mod serve;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,10 @@ pub enum BenchCommand {
     /// Compare --device with the CPU on the same work: backbone features, the maps and image
     /// scores of fitted models, a short training run's losses (fails when they differ).
     Parity(parity::BenchParityArgs),
+    /// Load-test `bpgg serve`: a server on a free loopback port, a model fitted over HTTP,
+    /// concurrent clients sending predicts; requests/s, latency percentiles, errors and the
+    /// server's memory, beside `bpgg predict` on the same images.
+    Serve(serve::BenchServeArgs),
 }
 
 /// Whether to time the Python reference.
@@ -223,6 +228,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Train(args) => train::run(&args)?,
         BenchCommand::Predict(args) => predict::run(&args)?,
         BenchCommand::Parity(args) => parity::run(&args)?,
+        BenchCommand::Serve(args) => serve::run(&args)?,
     }
     println!("load average {} (1, 5, 15 min)", load_average());
     match peak_rss_kib() {

@@ -7,6 +7,7 @@ mod eval;
 mod fit;
 mod predict;
 mod score;
+mod serve;
 mod train;
 pub mod weights;
 
@@ -27,5 +28,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args, cli.quiet),
         Command::Weights(command) => weights::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Serve(args) => serve::run(args),
     }
 }

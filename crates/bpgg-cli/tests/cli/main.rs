@@ -7,6 +7,9 @@ mod pipeline;
 mod predict_batches;
 mod report;
 mod score;
+// Unix only: signals through `kill`.
+#[cfg(unix)]
+mod serve;
 mod train;
 mod util;
 mod weights;
