@@ -12,7 +12,7 @@
 //! | body over `--max-body` | 413 |
 //! | well-formed but unusable input: corrupt or oversized image, mask of the wrong size, a defect image without mask at fit time, options the library refuses | 422 |
 //! | the work queue is full, the request took too long, the server is stopping | 503 (+ `Retry-After` when retrying helps) |
-//! | anything else (disk, database, tensor errors) | 500 |
+//! | anything else (disk, database, tensor errors, a stored model in an impossible state) | 500 |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -146,12 +146,16 @@ impl ApiError {
 }
 
 impl From<bpgg::Error> for ApiError {
-    /// The library's typed errors: input problems are 422, the rest 500.
+    /// The library's typed errors: input problems are 422, the rest (disk, tensors, a model in
+    /// a state it cannot be in) 500. The library's message is kept; the service adds its own
+    /// hint where the library's points at a command-line flag's equivalent.
     fn from(e: bpgg::Error) -> Self {
         use bpgg::Error as E;
         let status = match &e {
             E::InvalidData { .. }
             | E::ImageDecode { .. }
+            | E::ImageTooLarge { .. }
+            | E::MissingSupports { .. }
             | E::InvalidConfig(_)
             | E::InvalidWeights { .. }
             | E::WeightTensor { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -160,7 +164,11 @@ impl From<bpgg::Error> for ApiError {
         if status.is_server_error() {
             tracing::error!("{e}");
         }
-        Self::new(status, e.to_string())
+        let mut message = e.to_string();
+        if let E::ImageTooLarge { .. } = e {
+            message.push_str(" (bpgg serve --max-pixels raises the limit for genuine images)");
+        }
+        Self::new(status, message)
     }
 }
 
@@ -201,6 +209,17 @@ mod tests {
         assert_eq!(e.message, "image 42: mask is 3x3 but its image is 4x4");
         let e: ApiError = bpgg::Error::InvalidConfig("image size must be ...".into()).into();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let e: ApiError = bpgg::Error::ImageTooLarge {
+            path: "request body".into(),
+            width: 9000,
+            height: 9000,
+            limit: 100,
+        }
+        .into();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            e.message.contains("more than the limit of 100") && e.message.contains("--max-pixels")
+        );
         let e: ApiError = bpgg::Error::ShapeMismatch("x".into()).into();
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
         let e: ApiError = Error::Library(bpgg::Error::InvalidConfig("y".into())).into();

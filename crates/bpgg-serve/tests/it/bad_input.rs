@@ -377,3 +377,29 @@ fn a_public_address_without_a_token_is_refused() {
     .unwrap_err();
     assert!(matches!(err, bpgg_serve::Error::InsecureBind(_)), "{err}");
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let t = TestServer::start_with(|c| c.header_timeout = std::time::Duration::from_secs(1));
+    let mut stream = std::net::TcpStream::connect(t.server.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut answer = Vec::new();
+    // The server closes the connection (possibly after a 408): the read ends, it does not hang.
+    stream
+        .read_to_end(&mut answer)
+        .expect("the server closes the connection");
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // Other clients are served meanwhile and after.
+    expect(200, t.client().get("/healthz"));
+}

@@ -216,3 +216,31 @@ fn fits_of_one_project_are_serialised_and_predicts_see_whole_models() {
         assert_eq!(first_score, *score, "model {sha} gave two scores");
     }
 }
+
+#[test]
+fn a_request_past_the_timeout_is_answered_503_and_its_work_still_finishes() {
+    let t = TestServer::start_with(|c| c.request_timeout = Duration::from_secs(1));
+    let data = Data::make(&t.dir.path().join("synth"));
+    let mut c = t.client();
+    let project = project_with_supports(&mut c, &data);
+    fit(&mut c, &project, json!({}));
+    let state = Arc::clone(t.server.state());
+    let (release, blocker) = block_the_worker(&state);
+    let query = std::fs::read(&data.queries[0]).unwrap();
+    let path = format!("/v1/projects/{project}/predict");
+    let start = Instant::now();
+    let late = expect(503, c.send("POST", &path, &query));
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert!(late.json().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("--request-timeout"));
+    // The abandoned predict keeps its queue slot until the worker has done it.
+    assert_eq!(state.admission.admitted(), 2);
+    release.send(()).unwrap();
+    blocker.join().unwrap();
+    wait_for("the abandoned work to finish", || {
+        state.admission.admitted() == 0
+    });
+    expect(200, c.send("POST", &path, &query));
+}
