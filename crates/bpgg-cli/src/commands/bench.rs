@@ -218,9 +218,17 @@ pub struct BenchTrainArgs {
     pub reference: ReferenceArgs,
 }
 
+/// What the peak RSS printed after a Python-referenced bench covers.
+const PYTHON_REFERENCE: &str = "the Python reference runs in its own process";
+
 /// Runs a `bpgg bench` subcommand.
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     println!("load average {} (1, 5, 15 min)", load_average());
+    let whose = match &command {
+        BenchCommand::Serve(_) => "the bench's clients and library loop; the server's is above",
+        BenchCommand::Parity(_) => "the CPU and --device runs, both in this process",
+        _ => PYTHON_REFERENCE,
+    };
     match command {
         BenchCommand::Backbone(args) => backbone::run(&args)?,
         BenchCommand::Knn(args) => knn::run(&args)?,
@@ -233,7 +241,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     println!("load average {} (1, 5, 15 min)", load_average());
     match peak_rss_kib() {
         Some(kib) => println!(
-            "peak RSS of bpgg {:.1} MiB (VmHWM; the Python reference runs in its own process)",
+            "peak RSS of bpgg {:.1} MiB (VmHWM; {whose})",
             kib as f64 / 1024.0
         ),
         None => println!("peak RSS unknown (no /proc/self/status)"),

@@ -5,12 +5,14 @@
 //! gets synthetic defect images with masks and normal images over HTTP and is fitted over HTTP.
 //! Then `--clients` threads, each on its own keep-alive connection, send `--requests` predicts
 //! (JSON answers) of synthetic query PNGs. Reported: requests/s, latency percentiles, errors,
-//! and the server's resident memory after the first 200 requests and at the end.
+//! and the server's resident memory after the first 200 requests, half way and at the end.
 //!
 //! The reference is `bpgg predict` (this binary, as a user runs it) with the model downloaded
 //! from the service, on a folder holding the same query images, timed from start to exit; and
 //! for the compute alone, the library loop that `bpgg predict` runs (decode on a loader thread,
-//! `predict_prepared` in batches) without writing outputs.
+//! `predict_prepared` in batches) without writing outputs. Both are timed before and after the
+//! load, and the images over the mean of the two times make the reference rate: on a shared
+//! machine whose load drifts during the run, both sides see it.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -39,7 +41,8 @@ pub struct BenchServeArgs {
     /// Concurrent clients, each with its own keep-alive connection.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
-    /// Predict requests in all (the server's memory is read after 200 and at the end).
+    /// Predict requests in all, at least 200 (the server's memory is read after 200, half way
+    /// and at the end).
     #[arg(long, default_value_t = 2000)]
     pub requests: usize,
     /// Distinct synthetic query PNGs (sent round-robin).
@@ -60,8 +63,8 @@ pub fn run(args: &BenchServeArgs) -> anyhow::Result<()> {
     ensure!(args.clients > 0, "--clients must be positive");
     ensure!(args.images > 0, "--images must be positive");
     ensure!(
-        args.requests > EARLY_REQUESTS,
-        "--requests must be more than {EARLY_REQUESTS}"
+        args.requests >= EARLY_REQUESTS,
+        "--requests must be at least {EARLY_REQUESTS}"
     );
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let category = write_synthetic_dataset(
@@ -100,6 +103,21 @@ pub fn run(args: &BenchServeArgs) -> anyhow::Result<()> {
             server.child.id(),
             src = args.source_size,
         );
+        let reference_dir = dir.path().join("reference");
+        std::fs::create_dir_all(&reference_dir)?;
+        for i in 0..args.reference_images.max(1) {
+            let src = &queries[i % queries.len()];
+            std::fs::copy(src, reference_dir.join(format!("{i:05}.png")))?;
+        }
+        let reference = Reference {
+            model: &model_path,
+            images: &reference_dir,
+            out: &dir.path().join("predict-out"),
+        };
+        // The reference runs before and after the load, so that a machine whose load changes
+        // during the run weighs on both sides alike.
+        let before = reference.time()?;
+
         // Warm-up: every client once, untimed.
         load(
             server.addr,
@@ -108,23 +126,32 @@ pub fn run(args: &BenchServeArgs) -> anyhow::Result<()> {
             args.clients,
             args.clients,
         )?;
-        let early = load(
-            server.addr,
-            &project,
-            &query_bytes,
-            args.clients,
+        let mut phases = Vec::new();
+        let mut memory = Vec::new();
+        // Memory is read after 200 requests, half way and at the end.
+        let marks = [
             EARLY_REQUESTS,
-        )?;
-        let rss_early = server.memory()?;
-        let rest = load(
-            server.addr,
-            &project,
-            &query_bytes,
-            args.clients,
-            args.requests - EARLY_REQUESTS,
-        )?;
-        let rss_end = server.memory()?;
-        let all = early.merged(rest);
+            EARLY_REQUESTS.max(args.requests / 2),
+            args.requests,
+        ];
+        let mut sent = 0;
+        for mark in marks {
+            if mark > sent {
+                phases.push(load(
+                    server.addr,
+                    &project,
+                    &query_bytes,
+                    args.clients,
+                    mark - sent,
+                )?);
+                memory.push((mark, server.memory()?));
+                sent = mark;
+            }
+        }
+        let all = phases
+            .into_iter()
+            .reduce(Phase::merged)
+            .expect("at least one phase");
         let mut latencies = all.latencies_s.clone();
         latencies.sort_by(f64::total_cmp);
         let rps = all.latencies_s.len() as f64 / all.wall_s;
@@ -143,48 +170,31 @@ pub fn run(args: &BenchServeArgs) -> anyhow::Result<()> {
             all.errors,
             all.latencies_s.len() + all.errors,
         );
+        let rss: Vec<String> = memory
+            .iter()
+            .map(|(n, m)| format!("{:.1} MiB after {n}", m.rss_kib as f64 / 1024.0))
+            .collect();
+        let peak = memory.last().map_or(0, |(_, m)| m.peak_kib);
         println!(
-            "serve: server RSS {:.1} MiB after {EARLY_REQUESTS} requests, {:.1} MiB after {}; \
-             peak {:.1} MiB",
-            rss_early.rss_kib as f64 / 1024.0,
-            rss_end.rss_kib as f64 / 1024.0,
-            args.requests,
-            rss_end.peak_kib as f64 / 1024.0
+            "serve: server RSS {} requests; peak {:.1} MiB",
+            rss.join(", "),
+            peak as f64 / 1024.0
         );
         if let Some(first) = &all.first_error {
             println!("serve: first error: {first}");
         }
 
-        let reference_dir = dir.path().join("reference");
-        std::fs::create_dir_all(&reference_dir)?;
-        for i in 0..args.reference_images.max(1) {
-            let src = &queries[i % queries.len()];
-            std::fs::copy(src, reference_dir.join(format!("{i:05}.png")))?;
-        }
+        let after = reference.time()?;
         let n = args.reference_images.max(1) as f64;
-        let start = Instant::now();
-        let out = Command::new(std::env::current_exe()?)
-            .arg("-q")
-            .arg("predict")
-            .arg("--model")
-            .arg(&model_path)
-            .arg(&reference_dir)
-            .arg("-o")
-            .arg(dir.path().join("predict-out"))
-            .output()
-            .context("cannot run bpgg predict")?;
-        let cli_s = start.elapsed().as_secs_f64();
-        ensure!(
-            out.status.success(),
-            "bpgg predict failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cli_rate = n / cli_s;
-        let lib_rate = n / library_loop(&model_path, &reference_dir)?;
+        let rates = |(cli_s, lib_s): (f64, f64)| (n / cli_s, n / lib_s);
+        let ((cli_before, lib_before), (cli_after, lib_after)) = (rates(before), rates(after));
+        let cli_rate = n / ((before.0 + after.0) / 2.0);
+        let lib_rate = n / ((before.1 + after.1) / 2.0);
         println!(
             "reference: `bpgg predict` {cli_rate:.1} images/s ({} images, process start to exit, \
-             writing its maps, masks and overlays); its library loop alone (decode, \
-             predict_prepared, batch 8, no output) {lib_rate:.1} images/s",
+             writing its maps, masks and overlays; {cli_before:.1} before the load, \
+             {cli_after:.1} after); its library loop alone (decode, predict_prepared, batch 8, no \
+             output) {lib_rate:.1} images/s ({lib_before:.1} before, {lib_after:.1} after)",
             args.reference_images.max(1)
         );
         println!(
@@ -332,6 +342,41 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The reference: `bpgg predict` on a folder of the query images, and its library loop.
+struct Reference<'a> {
+    model: &'a Path,
+    images: &'a Path,
+    out: &'a Path,
+}
+
+impl Reference<'_> {
+    /// Seconds of `bpgg predict` (process start to exit) and of its library loop.
+    fn time(&self) -> anyhow::Result<(f64, f64)> {
+        if self.out.exists() {
+            std::fs::remove_dir_all(self.out)
+                .with_context(|| format!("cannot remove {}", self.out.display()))?;
+        }
+        let start = Instant::now();
+        let out = Command::new(std::env::current_exe()?)
+            .arg("-q")
+            .arg("predict")
+            .arg("--model")
+            .arg(self.model)
+            .arg(self.images)
+            .arg("-o")
+            .arg(self.out)
+            .output()
+            .context("cannot run bpgg predict")?;
+        let cli_s = start.elapsed().as_secs_f64();
+        ensure!(
+            out.status.success(),
+            "bpgg predict failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((cli_s, library_loop(self.model, self.images)?))
+    }
 }
 
 /// Seconds the library loop of `bpgg predict` takes over the folder: a loader thread decodes
