@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use bpgg::data::{EpisodeConfig, SynthConfig};
 use bpgg::eval::EvalConfig;
 use bpgg::train::TrainConfig;
+use bpgg_serve::ServeConfig;
 use clap::{Args, Parser, Subcommand};
 
 use crate::device_args::DeviceArgs;
-use bpgg_serve::ServeConfig;
-
 use crate::model_args::BackboneArgs;
 
 /// Few-shot anomaly localization: show bpgg a few defective parts with their defects masked and
@@ -96,6 +95,8 @@ pub struct ServeArgs {
     /// Open connections served at once.
     #[arg(long, default_value_t = ServeConfig::default().max_connections, value_name = "N")]
     pub max_connections: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 impl ServeArgs {
@@ -119,6 +120,7 @@ impl ServeArgs {
             max_batch: self.max_batch,
             workers: self.workers,
             max_connections: self.max_connections,
+            device: self.device.device,
             ..ServeConfig::default()
         })
     }

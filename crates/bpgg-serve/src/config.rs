@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bpgg::data::image_io::DEFAULT_MAX_PIXELS;
+use bpgg::device::DeviceChoice;
 
 use crate::{Error, Result};
 
@@ -59,11 +60,14 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Fitted models kept loaded.
     pub model_cache: usize,
+    /// Where fits and forward passes compute (opened once at start; a GPU that cannot be had
+    /// is an error then, `auto` falls back to the CPU).
+    pub device: DeviceChoice,
 }
 
 impl Default for ServeConfig {
     /// `./bpgg-data`, `127.0.0.1:8080`, no token, 64 MiB bodies, the CLI's pixel limit, a queue of
-    /// 64, 120 s per request, one worker, batches of up to 8.
+    /// 64, 120 s per request, one worker, batches of up to 8, the CPU.
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
@@ -78,6 +82,7 @@ impl Default for ServeConfig {
             max_batch: DEFAULT_MAX_BATCH,
             workers: DEFAULT_WORKERS,
             model_cache: DEFAULT_MODEL_CACHE,
+            device: DeviceChoice::Cpu,
         }
     }
 }

@@ -30,13 +30,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Loaded backbones, by (backbone, image size, projection head).
-#[derive(Debug, Default)]
+/// Loaded backbones, by (backbone, image size, projection head), on the service's device.
+#[derive(Debug)]
 pub struct Encoders {
+    device: Device,
     loaded: Mutex<HashMap<String, Arc<Encoder>>>,
 }
 
 impl Encoders {
+    /// No backbone loaded yet; every one will live on `device`.
+    pub fn new(device: Device) -> Self {
+        Self {
+            device,
+            loaded: Mutex::default(),
+        }
+    }
+
+    /// Where the backbones, heads and models compute.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The encoder for `backbone` at `image_size` with `head`, loaded on first use. Blocks (it
     /// may read weights): call it from a worker or blocking thread.
     pub fn get(
@@ -50,7 +64,7 @@ impl Encoders {
         if let Some(e) = loaded.get(&key) {
             return Ok(Arc::clone(e));
         }
-        let encoder = Arc::new(Encoder::new(backbone, image_size, &Device::Cpu)?.with_head(head));
+        let encoder = Arc::new(Encoder::new(backbone, image_size, &self.device)?.with_head(head));
         if loaded.len() >= SPARE_ENCODERS {
             loaded.retain(|_, e| Arc::strong_count(e) > 1);
         }

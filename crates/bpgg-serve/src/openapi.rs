@@ -216,9 +216,9 @@ fn schemas() -> Value {
             }),
         ),
         "Info": object(
-            &["version", "schema_version", "limits", "model_defaults", "checkpoints", "weights"],
+            &["version", "schema_version", "device", "limits", "model_defaults", "checkpoints", "weights"],
             json!({
-                "version": string, "schema_version": int,
+                "version": string, "schema_version": int, "device": string,
                 "limits": object(
                     &["max_body_bytes", "max_pixels", "queue_depth", "max_batch", "workers", "request_timeout_s"],
                     json!({ "max_body_bytes": int, "max_pixels": int, "queue_depth": int,

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use bpgg::model::FittedModel;
-use candle_core::Device;
 
 use crate::config::ServeConfig;
 use crate::engine::{blocking, Admission, Engine};
@@ -34,12 +33,14 @@ pub type AppState = Arc<Service>;
 impl Service {
     /// Opens the data dir and starts the workers (the configuration must be validated).
     pub fn open(config: ServeConfig) -> Result<Self> {
+        let (device, why) = config.device.open_explained()?;
+        tracing::info!("{why}");
         let store = Arc::new(Store::open(&config.data_dir)?);
         let metrics = Arc::new(Metrics::default());
         Ok(Self {
             engine: Engine::start(config.workers, config.max_batch, Arc::clone(&metrics)),
             admission: Admission::new(config.queue_depth),
-            encoders: Arc::new(Encoders::default()),
+            encoders: Arc::new(Encoders::new(device)),
             models: ModelCache::new(config.model_cache),
             locks: ProjectLocks::default(),
             token_digest: config.token.as_deref().map(crate::auth::digest),
@@ -81,7 +82,7 @@ impl Service {
             };
             let bytes = store.read_blob(&sha256)?;
             let name = format!("model of project {id}");
-            let model = FittedModel::from_bytes(name.as_ref(), &bytes, &Device::Cpu)?;
+            let model = FittedModel::from_bytes(name.as_ref(), &bytes, encoders.device())?;
             let encoder = encoders.get(
                 &model.config.backbone,
                 model.config.image_size,

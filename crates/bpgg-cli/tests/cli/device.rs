@@ -5,7 +5,7 @@
 use crate::util::{bpgg, s, small_dataset, stderr, stdout};
 
 /// Every command that computes, by its arguments before `--help`.
-const COMPUTING: [&[&str]; 10] = [
+const COMPUTING: [&[&str]; 12] = [
     &["fit"],
     &["predict"],
     &["eval"],
@@ -16,6 +16,8 @@ const COMPUTING: [&[&str]; 10] = [
     &["bench", "train"],
     &["bench", "knn"],
     &["bench", "parity"],
+    &["serve"],
+    &["bench", "serve"],
 ];
 
 #[test]

@@ -440,3 +440,27 @@ fn bench_serve_runs_and_reports() {
         assert!(text.contains(needle), "`{needle}` missing in\n{text}");
     }
 }
+
+/// A GPU that a CPU build cannot have stops `bpgg serve` with one line before the data dir is
+/// created or a port bound.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn serve_on_cuda_in_a_cpu_build_is_one_line_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_bpgg"))
+        .args(["serve", "--device", "cuda", "--data-dir", s(&data_dir)])
+        .args(["--bind", "127.0.0.1:0"])
+        .env_remove("BPGG_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: device cuda:0: this bpgg was built without CUDA support"),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert!(!data_dir.exists(), "a data dir was created");
+}

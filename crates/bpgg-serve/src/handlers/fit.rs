@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bpgg::data::image_io::{decode_image_bytes, decode_mask_bytes};
 use bpgg::model::{fit, load_head, FittedModel, ModelConfig, SupportSet};
-use candle_core::Device;
 
 use crate::error::ApiError;
 use crate::extract;
@@ -238,14 +237,15 @@ async fn run_fit(
             }
             let head = checkpoint_path
                 .as_deref()
-                .map(|p| load_head(p, &config.backbone, config.image_size, &Device::Cpu))
+                .map(|p| load_head(p, &config.backbone, config.image_size, encoders.device()))
                 .transpose()?;
             let encoder = encoders.get(&config.backbone, config.image_size, head)?;
             let fitted = fit(&encoder, &set, &config)?;
             let bytes = fitted.to_bytes()?;
             // Predicts use the model as read back from its file: exactly what a restarted
             // server, or `bpgg predict` with the downloaded file, computes with.
-            let model = FittedModel::from_bytes("fitted model".as_ref(), &bytes, &Device::Cpu)?;
+            let model =
+                FittedModel::from_bytes("fitted model".as_ref(), &bytes, encoders.device())?;
             Ok((model, encoder, bytes, start.elapsed().as_millis() as u64))
         })
         .await??;

@@ -47,6 +47,7 @@ pub async fn info(State(state): State<AppState>) -> Response {
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "schema_version": SCHEMA_VERSION,
+        "device": bpgg::device::device_name(state.encoders.device()),
         "limits": {
             "max_body_bytes": c.max_body_bytes,
             "max_pixels": c.max_pixels,

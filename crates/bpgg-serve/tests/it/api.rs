@@ -299,6 +299,7 @@ fn the_info_route_lists_defaults_limits_and_checkpoints() {
     std::fs::write(checkpoints.join("best.safetensors"), b"x").unwrap();
     let info = expect(200, t.client().get("/v1/info")).json().unwrap();
     assert_eq!(info["limits"]["max_body_bytes"], 12345);
+    assert_eq!(info["device"], "cpu");
     assert_eq!(info["checkpoints"], json!(["best.safetensors"]));
     assert_eq!(
         info["model_defaults"],

@@ -57,6 +57,9 @@ pub struct BenchServeArgs {
     /// Images `bpgg predict` is timed on (the query images repeated).
     #[arg(long, default_value_t = 256)]
     pub reference_images: usize,
+    /// The server's, `bpgg predict`'s and the library loop's device.
+    #[command(flatten)]
+    pub device: crate::device_args::DeviceArgs,
 }
 
 pub fn run(args: &BenchServeArgs) -> anyhow::Result<()> {
@@ -85,7 +88,11 @@ pub fn run(args: &BenchServeArgs) -> anyhow::Result<()> {
         .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
         .collect::<anyhow::Result<_>>()?;
 
-    let server = ServerProcess::start(&dir.path().join("data"))?;
+    // Opened here first, so that a device that cannot be had stops the bench before anything
+    // starts.
+    let device = args.device.open()?;
+    let choice = args.device.device.to_string();
+    let server = ServerProcess::start(&dir.path().join("data"), &choice)?;
     let result = (|| -> anyhow::Result<()> {
         let mut client = Client::new(server.addr);
         let project = setup(&mut client, &category, args.size)?;
@@ -110,6 +117,8 @@ pub fn run(args: &BenchServeArgs) -> anyhow::Result<()> {
             std::fs::copy(src, reference_dir.join(format!("{i:05}.png")))?;
         }
         let reference = Reference {
+            device: &device,
+            choice: &choice,
             model: &model_path,
             images: &reference_dir,
             out: &dir.path().join("predict-out"),
@@ -346,6 +355,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// The reference: `bpgg predict` on a folder of the query images, and its library loop.
 struct Reference<'a> {
+    device: &'a Device,
+    /// `--device` of `bpgg predict`.
+    choice: &'a str,
     model: &'a Path,
     images: &'a Path,
     out: &'a Path,
@@ -362,6 +374,8 @@ impl Reference<'_> {
         let out = Command::new(std::env::current_exe()?)
             .arg("-q")
             .arg("predict")
+            .arg("--device")
+            .arg(self.choice)
             .arg("--model")
             .arg(self.model)
             .arg(self.images)
@@ -375,16 +389,15 @@ impl Reference<'_> {
             "bpgg predict failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok((cli_s, library_loop(self.model, self.images)?))
+        Ok((cli_s, library_loop(self.model, self.images, self.device)?))
     }
 }
 
 /// Seconds the library loop of `bpgg predict` takes over the folder: a loader thread decodes
 /// and prepares batches of 8 while this one runs `predict_prepared` (no output written).
-fn library_loop(model_path: &Path, folder: &Path) -> anyhow::Result<f64> {
-    let device = Device::Cpu;
-    let model = FittedModel::load(model_path, &device)?;
-    let encoder = model.encoder(&device)?;
+fn library_loop(model_path: &Path, folder: &Path, device: &Device) -> anyhow::Result<f64> {
+    let model = FittedModel::load(model_path, device)?;
+    let encoder = model.encoder(device)?;
     let files = png_files(folder)?;
     let model = &model;
     let start = Instant::now();
@@ -436,9 +449,11 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(data_dir: &Path) -> anyhow::Result<Self> {
+    fn start(data_dir: &Path, device: &str) -> anyhow::Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("serve")
+            .arg("--device")
+            .arg(device)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--bind")
