@@ -80,6 +80,7 @@ pub fn run(args: &BenchServeArgs) -> anyhow::Result<()> {
             per_type: 3,
             kinds: vec![DefectKind::Blob],
             seed: SEED,
+            ..SynthConfig::default()
         },
     )?;
     let queries = png_files(&category.join("test").join("good"))?;
