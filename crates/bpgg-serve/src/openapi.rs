@@ -164,7 +164,8 @@ fn schemas() -> Value {
     let num = json!({ "type": "number" });
     let boolean = json!({ "type": "boolean" });
     let fit_summary = json!({
-        "threshold": num, "threshold_rule": { "type": "string", "enum": ["support_f1", "normal_max"] },
+        "threshold": num, "threshold_rule": { "type": "string", "enum": ["support_f1", "normal_max", "user"] },
+        "image_threshold": num,
         "scoring": { "type": "string", "enum": ["bpgg", "knn", "hybrid"] },
         "defects": int, "normals": int,
         "support_ids": { "type": "array", "items": string },
@@ -206,10 +207,10 @@ fn schemas() -> Value {
             json!({ "x": int, "y": int, "w": int, "h": int, "area_px": int, "max_score": num }),
         ),
         "Prediction": object(
-            &["image_score", "defective", "threshold", "defect_area_px", "defect_area_fraction",
-              "width", "height", "regions", "model_sha256"],
+            &["image_score", "defective", "threshold", "image_threshold", "defect_area_px",
+              "defect_area_fraction", "width", "height", "regions", "model_sha256"],
             json!({
-                "image_score": num, "defective": boolean, "threshold": num,
+                "image_score": num, "defective": boolean, "threshold": num, "image_threshold": num,
                 "defect_area_px": int, "defect_area_fraction": num, "width": int, "height": int,
                 "regions": { "type": "array", "items": { "$ref": "#/components/schemas/Region" } },
                 "model_sha256": string,

@@ -417,8 +417,8 @@ pub fn table() -> Vec<Route> {
                 "The image file is the body. The numbers are those `bpgg predict` reports for \
                  this model and image (the same library calls). Concurrent predicts of one \
                  model are scored in shared forward passes. Answers other than JSON carry the \
-                 numbers in headers: `X-Image-Score`, `X-Threshold`, `X-Defective`, \
-                 `X-Defect-Area-Px`, `X-Map-Width`, `X-Map-Height`, `X-Model-Sha256`.",
+                 numbers in headers: `X-Image-Score`, `X-Threshold`, `X-Image-Threshold`, \
+                 `X-Defective`, `X-Defect-Area-Px`, `X-Map-Width`, `X-Map-Height`, `X-Model-Sha256`.",
             )
             .query(QueryParam {
                 name: "output",

@@ -239,7 +239,7 @@ fn the_downloaded_model_gives_bpgg_predict_the_same_numbers() {
         .unwrap();
         // f32 values: `bpgg predict` writes them widened to f64, the service as f32.
         let f32_of = |v: &Value| v.as_f64().unwrap() as f32;
-        for key in ["image_score", "threshold"] {
+        for key in ["image_score", "threshold", "image_threshold"] {
             assert_eq!(
                 f32_of(&p[key]),
                 f32_of(&expected[key]),

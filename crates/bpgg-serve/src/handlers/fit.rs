@@ -255,6 +255,7 @@ async fn run_fit(
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
+        image_threshold: model.image_threshold,
         scoring: model.config.scoring.name().to_string(),
         defects: defect_count,
         normals: normal_count,

@@ -52,6 +52,8 @@ pub struct PredictionBody {
     pub image_score: f32,
     pub defective: bool,
     pub threshold: f32,
+    /// The image score at or above which the image is judged defective.
+    pub image_threshold: f32,
     pub defect_area_px: usize,
     pub defect_area_fraction: f64,
     pub width: usize,
@@ -198,6 +200,7 @@ fn body_of(p: &Prediction, model_sha256: String) -> PredictionBody {
         image_score: p.image_score,
         defective: p.defective,
         threshold: p.threshold,
+        image_threshold: p.image_threshold,
         defect_area_px: p.defect_area_px(),
         defect_area_fraction: p.defect_area_fraction(),
         width: p.map.width,
@@ -217,6 +220,7 @@ fn summary_headers(p: &Prediction, model_sha256: &str) -> HeaderMap {
     };
     put("x-image-score", p.image_score.to_string());
     put("x-threshold", p.threshold.to_string());
+    put("x-image-threshold", p.image_threshold.to_string());
     put("x-defective", p.defective.to_string());
     put("x-defect-area-px", p.defect_area_px().to_string());
     put("x-map-width", p.map.width.to_string());

@@ -80,6 +80,8 @@ pub struct FitSummary {
     pub threshold: f32,
     /// How it was chosen (`support_f1` or `normal_max`).
     pub threshold_rule: String,
+    /// The image score at or above which an image is judged defective.
+    pub image_threshold: f32,
     /// The concrete scoring (`auto` resolved).
     pub scoring: String,
     /// Defect and normal images the model was fitted on.

@@ -159,6 +159,10 @@ fn the_whole_flow_from_project_to_prediction() {
         .is_some_and(|d| d.contains("tiles.bpgg")));
     let model = FittedModel::from_bytes("m".as_ref(), &model_file.body, &Device::Cpu).unwrap();
     let encoder = model.encoder(&Device::Cpu).unwrap();
+    assert_eq!(
+        summary["image_threshold"].as_f64().unwrap() as f32,
+        model.image_threshold
+    );
 
     for query in &data.queries {
         let bytes = std::fs::read(query).unwrap();
@@ -173,6 +177,10 @@ fn the_whole_flow_from_project_to_prediction() {
             expected.image_score
         );
         assert_eq!(p["threshold"].as_f64().unwrap() as f32, expected.threshold);
+        assert_eq!(
+            p["image_threshold"].as_f64().unwrap() as f32,
+            expected.image_threshold
+        );
         assert_eq!(p["defective"], expected.defective);
         assert_eq!(
             p["defect_area_px"].as_u64().unwrap() as usize,
