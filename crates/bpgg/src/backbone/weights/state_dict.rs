@@ -146,36 +146,39 @@ impl StateDict {
     }
 }
 
-/// Rewrites a safetensors file's JSON header with its keys in sorted order, so that the same
-/// tensors and metadata always give the same bytes (`safetensors::serialize` writes them in
-/// hash-map order, which changes from run to run). The header keeps its length and padding.
+/// Rewrites a safetensors file's metadata object with its keys in sorted order, so that the same
+/// tensors and metadata always give the same bytes: `safetensors::serialize` writes the metadata
+/// first, in hash-map order, which changes from run to run (the tensors' entries are already in a
+/// fixed order, and stay as they are). The header keeps its length.
 fn canonical_header(mut bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
     use std::collections::BTreeMap;
+    const PREFIX: &[u8] = br#"{"__metadata__":"#;
     let len = bytes
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
         .filter(|&n| 8 + n <= bytes.len())
         .ok_or("header length out of range")?;
     let header = &bytes[8..8 + len];
-    let used = header.len() - header.iter().rev().take_while(|&&b| b == b' ').count();
+    if !header.starts_with(PREFIX) {
+        return Ok(bytes);
+    }
     let mut entries: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&header[..used]).map_err(|e| e.to_string())?;
-    if let Some(meta) = entries.remove("__metadata__") {
-        let meta: BTreeMap<String, String> =
-            serde_json::from_value(meta).map_err(|e| e.to_string())?;
-        entries.insert(
-            "__metadata__".into(),
-            serde_json::to_value(meta).map_err(|e| e.to_string())?,
-        );
+        serde_json::from_slice(header.trim_ascii_end()).map_err(|e| e.to_string())?;
+    let meta: BTreeMap<String, String> =
+        serde_json::from_value(entries.remove("__metadata__").unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+    let sorted = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
+    let at = 8 + PREFIX.len();
+    let original = bytes
+        .get(at..at + sorted.len())
+        .ok_or("metadata runs past the header")?;
+    // The same entries written with the same escaping: the original object has this length.
+    let same: BTreeMap<String, String> =
+        serde_json::from_slice(original).map_err(|e| format!("metadata object: {e}"))?;
+    if same != meta {
+        return Err("the metadata object is not where it was expected".into());
     }
-    let sorted = serde_json::to_vec(&entries).map_err(|e| e.to_string())?;
-    if sorted.len() != used {
-        return Err(format!(
-            "canonical header has {} bytes, the original {used}",
-            sorted.len()
-        ));
-    }
-    bytes[8..8 + used].copy_from_slice(&sorted);
+    bytes[at..at + sorted.len()].copy_from_slice(&sorted);
     Ok(bytes)
 }
 
@@ -281,5 +284,11 @@ mod tests {
             super::super::safetensors_from_bytes_with_metadata(Path::new("x"), &first).unwrap();
         assert_eq!(sd.len(), 3);
         assert_eq!(meta["key7"], "value \"7\"");
+        // The tensors' entries keep safetensors' own layout (what committed files were written with).
+        let header = String::from_utf8_lossy(&first[8..]);
+        assert!(
+            header.contains(r#""a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}"#),
+            "{header}"
+        );
     }
 }
