@@ -97,6 +97,11 @@ pub struct ServeArgs {
     pub max_connections: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Start with a demo project made from synthetic data (defect images with masks, good
+    /// images), already fitted, and print the folder of new images to check in the studio.
+    /// Kept in the data dir; a second start reuses it.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 impl ServeArgs {

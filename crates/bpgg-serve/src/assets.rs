@@ -1,6 +1,7 @@
 //! The studio's static files, embedded in the binary and served at `/` and `/assets/...`
-//! without a token (the page asks for one when the API needs it). Until the studio is built,
-//! `/` is a short page pointing at the API.
+//! without a token (the page asks for one when the API needs it). Plain ES modules, HTML and
+//! CSS with no build step: nothing to install to build the binary, and what is served is what is
+//! in `assets/`.
 
 /// One embedded file.
 #[derive(Debug, Clone, Copy)]
@@ -12,22 +13,64 @@ pub struct Asset {
 }
 
 impl Asset {
-    /// The page is revalidated on every load; the files it names may be cached.
+    /// Every file is revalidated on every load (with its [`Asset::etag`], so an unchanged file
+    /// costs a `304`): the page and its modules always come from the same binary.
     pub fn cache_control(&self) -> &'static str {
-        if self.path == "index.html" {
-            "no-cache"
-        } else {
-            "public, max-age=3600"
-        }
+        "no-cache"
+    }
+
+    /// A strong entity tag: the first 16 bytes of the SHA-256 of the file, in hex and quotes.
+    pub fn etag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.bytes);
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("\"{hex}\"")
     }
 }
 
 /// Every embedded file.
-pub static ASSETS: &[Asset] = &[Asset {
-    path: "index.html",
-    content_type: "text/html; charset=utf-8",
-    bytes: include_bytes!("../assets/index.html"),
-}];
+pub static ASSETS: &[Asset] = &[
+    Asset {
+        path: "index.html",
+        content_type: "text/html; charset=utf-8",
+        bytes: include_bytes!("../assets/index.html"),
+    },
+    Asset {
+        path: "assets/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/app.js"),
+    },
+    Asset {
+        path: "assets/api.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/api.js"),
+    },
+    Asset {
+        path: "assets/ui.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/ui.js"),
+    },
+    Asset {
+        path: "assets/painter.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/painter.js"),
+    },
+    Asset {
+        path: "assets/heat.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/heat.js"),
+    },
+    Asset {
+        path: "assets/studio.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../assets/studio.css"),
+    },
+    Asset {
+        path: "assets/icon.svg",
+        content_type: "image/svg+xml",
+        bytes: include_bytes!("../assets/icon.svg"),
+    },
+];
 
 /// The embedded file at `path`, if any (an exact match: no path is ever built from `path`).
 pub fn find(path: &str) -> Option<&'static Asset> {

@@ -210,7 +210,10 @@ pub fn table() -> Vec<Route> {
             "/",
             doc("studio", "studio", "The studio page", "The browser studio (embedded; no token needed to load it).")
                 .open()
-                .answers(vec![ok(200, "HTML page.", vec![("text/html", json!({"type": "string"}))])]),
+                .answers(vec![
+                    ok(200, "HTML page (`ETag`; revalidated on every load).", vec![("text/html", json!({"type": "string"}))]),
+                    ok(304, "Unchanged since the `ETag` sent in `If-None-Match`.", vec![]),
+                ]),
             get(system::index),
         ),
         route(
@@ -219,7 +222,8 @@ pub fn table() -> Vec<Route> {
             doc("studio_asset", "studio", "A studio file", "Embedded script, style, font or icon of the studio.")
                 .open()
                 .answers(vec![
-                    ok(200, "The file.", vec![("application/octet-stream", binary())]),
+                    ok(200, "The file (`ETag`; revalidated on every load).", vec![("application/octet-stream", binary())]),
+                    ok(304, "Unchanged since the `ETag` sent in `If-None-Match`.", vec![]),
                     err(404, "No such file."),
                 ]),
             get(system::asset),

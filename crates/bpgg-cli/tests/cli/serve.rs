@@ -464,3 +464,96 @@ fn serve_on_cuda_in_a_cpu_build_is_one_line_and_creates_nothing() {
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
     assert!(!data_dir.exists(), "a data dir was created");
 }
+
+/// Starts `bpgg serve --demo` and waits (at most ten minutes) for the line saying the demo
+/// project is ready; the server (stopped when dropped) and that line.
+fn start_demo(data_dir: &Path) -> (Served, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bpgg"))
+        .args([
+            "serve",
+            "--demo",
+            "--data-dir",
+            s(data_dir),
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .env_remove("BPGG_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("bpgg serve --demo starts");
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    let mut served = Served {
+        child,
+        addr: "127.0.0.1:0".parse().unwrap(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut addr = None;
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(600))
+            .expect("bpgg serve --demo says the demo project is ready");
+        if let Some(a) = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+        {
+            addr = a.parse().ok();
+        }
+        assert!(!line.contains("could not be made"), "{line}");
+        if line.contains("demo project ready") {
+            std::thread::spawn(move || rx.into_iter().for_each(drop));
+            served.addr = addr.expect("the address came first");
+            return (served, line);
+        }
+    }
+}
+
+#[test]
+fn serve_demo_opens_with_a_fitted_project_and_reuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (served, line) = start_demo(&data_dir);
+    let addr = served.addr;
+    let mut c = served.client();
+    let projects = ok(200, c.get("/v1/projects")).json().unwrap();
+    let projects = projects.as_array().unwrap();
+    assert_eq!(projects.len(), 1, "{projects:?}");
+    let p = &projects[0];
+    let id = p["id"].as_str().unwrap();
+    assert!(line.contains(&format!("http://{addr}/#/p/{id}")), "{line}");
+    assert_eq!(p["defects"], 5);
+    assert_eq!(p["masked_defects"], 5);
+    assert_eq!(p["normals"], 5);
+    assert_eq!(p["model"]["defects"], 5);
+    assert_eq!(p["model"]["normals"], 5);
+    // The images to check: good and defective ones, none of them a support.
+    let check = data_dir.join("demo").join("check");
+    assert!(line.contains(s(&check)), "{line}");
+    let names: Vec<String> = std::fs::read_dir(&check)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("good_")), "{names:?}");
+    assert!(names.iter().any(|n| !n.starts_with("good_")), "{names:?}");
+    let query = std::fs::read(check.join(&names[0])).unwrap();
+    let prediction = ok(
+        200,
+        c.send("POST", &format!("/v1/projects/{id}/predict"), &query),
+    )
+    .json()
+    .unwrap();
+    assert!(prediction["image_score"].as_f64().unwrap().is_finite());
+    drop(served);
+
+    // A second start finds the fitted demo project and makes no other.
+    let (served, line) = start_demo(&data_dir);
+    let projects = ok(200, served.client().get("/v1/projects")).json().unwrap();
+    assert_eq!(projects.as_array().unwrap().len(), 1, "{projects:?}");
+    assert!(line.contains(id), "{line}");
+}

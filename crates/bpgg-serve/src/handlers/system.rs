@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bpgg::model::ModelConfig;
@@ -64,27 +64,40 @@ pub async fn info(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /`: the studio's page.
-pub async fn index() -> Response {
-    asset_response("index.html")
+pub async fn index(headers: HeaderMap) -> Response {
+    asset_response("index.html", &headers)
 }
 
 /// `GET /assets/{*path}`: the studio's embedded files.
-pub async fn asset(Path(path): Path<String>) -> Response {
-    asset_response(&format!("assets/{path}"))
+pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    asset_response(&format!("assets/{path}"), &headers)
 }
 
-fn asset_response(path: &str) -> Response {
-    match assets::find(path) {
-        Some(a) => (
-            [
-                (header::CONTENT_TYPE, a.content_type),
-                (header::CACHE_CONTROL, a.cache_control()),
-            ],
-            a.bytes,
-        )
-            .into_response(),
-        None => ApiError::not_found(format!("asset `{}`", path.escape_debug())).into_response(),
+/// An embedded file, or `304` when the client's copy (`If-None-Match`) is current.
+fn asset_response(path: &str, headers: &HeaderMap) -> Response {
+    let Some(a) = assets::find(path) else {
+        return ApiError::not_found(format!("asset `{}`", path.escape_debug())).into_response();
+    };
+    let etag = a.etag();
+    let current = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == etag || t.trim() == "*");
+    let cache = [
+        (header::CACHE_CONTROL, a.cache_control().to_string()),
+        (header::ETAG, etag),
+    ];
+    if current {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
     }
+    (
+        [(header::CONTENT_TYPE, a.content_type.to_string())],
+        cache,
+        a.bytes,
+    )
+        .into_response()
 }
 
 /// Unknown routes: `404` in JSON.
