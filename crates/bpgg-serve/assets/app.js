@@ -154,7 +154,7 @@ let current = null;
 let info = null;
 
 async function showProject(id) {
-  current = { id, project: null, images: [], thumbs: new Map(), threshold: null, sort: 'score-desc', showHeat: true, scoring: 0, pendingExamples: 0 };
+  current = { id, project: null, images: [], thumbs: new Map(), threshold: null, imageThreshold: null, sort: 'score-desc', showHeat: true, pendingExamples: 0 };
   if (!results.has(id)) results.set(id, []);
   view.replaceChildren(el('p', { class: 'muted' }, 'Loading…'));
   try {
@@ -165,7 +165,7 @@ async function showProject(id) {
     return;
   }
   const model = current.project.model;
-  current.threshold = model ? model.threshold : null;
+  ({ pixel: current.threshold, image: current.imageThreshold } = modelThresholds(model));
   buildProject();
   renderExamples();
   renderFitStatus();
@@ -182,6 +182,15 @@ async function reloadProject() {
 }
 
 const $ = (sel) => view.querySelector(sel);
+
+/**
+ * A model's two thresholds: `pixel` on the map (the masks) and `image` on the image score (the
+ * verdict). A model that has no image threshold of its own judges images at the pixel one.
+ */
+function modelThresholds(summary) {
+  if (!summary) return { pixel: null, image: null };
+  return { pixel: summary.threshold, image: summary.image_threshold ?? summary.threshold };
+}
 
 function buildProject() {
   const id = current.id;
@@ -232,12 +241,21 @@ function buildProject() {
       el('h2', {}, [el('span', { class: 'step-n' }, '3'), 'Check new images']),
       dropZone({ label: 'Drop new images to check', hint: 'or a folder; they are scored with the fitted model and stay in this page', testid: 'drop-query', onFiles: (f) => addQueries(f) }),
       el('div', { class: 'result-bar' }, [
-        el('label', { class: 'threshold' }, [
-          'Threshold ',
+        el('label', { class: 'threshold', title: 'Map values at or above it are defect: the masks (live, in the page)' }, [
+          'Mask threshold ',
           el('input', { type: 'range', id: 'threshold', 'data-testid': 'threshold', min: 0, max: 1, step: 'any', oninput: (e) => setThreshold(Number(e.target.value)) }),
           el('output', { id: 'threshold-value', 'data-testid': 'threshold-value' }),
         ]),
-        el('button', { type: 'button', id: 'threshold-reset', title: "Back to the threshold the fit chose", onclick: () => setThreshold(current.project.model?.threshold) }, 'Model’s threshold'),
+        el('label', { class: 'threshold', title: 'Images whose score is at or above it are defective: the badges (live, in the page)' }, [
+          'Verdict threshold ',
+          el('input', { type: 'range', id: 'image-threshold', 'data-testid': 'image-threshold', min: 0, max: 1, step: 'any', oninput: (e) => setThreshold(Number(e.target.value), 'image') }),
+          el('output', { id: 'image-threshold-value', 'data-testid': 'image-threshold-value' }),
+        ]),
+        el('button', { type: 'button', id: 'threshold-reset', title: 'Back to the thresholds the fit chose', onclick: () => {
+          const t = modelThresholds(current.project.model);
+          setThreshold(t.pixel);
+          setThreshold(t.image, 'image');
+        } }, 'Model’s thresholds'),
         el('label', { class: 'inline' }, ['Sort ', el('select', { id: 'sort', 'data-testid': 'sort', onchange: (e) => { current.sort = e.target.value; renderResults(true); } }, [
           el('option', { value: 'score-desc' }, 'score, highest first'),
           el('option', { value: 'score-asc' }, 'score, lowest first'),
@@ -433,7 +451,7 @@ function renderFitStatus() {
   $('#download-model').disabled = !p.model;
   if (!current.fitting) {
     $('#fit-status').textContent = p.model
-      ? `Model: ${p.model.scoring} on ${p.model.defects} defect + ${p.model.normals} good images, threshold ${formatScore(p.model.threshold)} (${p.model.threshold_rule}), fitted in ${formatMs(p.model.ms)}.`
+      ? `Model: ${p.model.scoring} on ${p.model.defects} defect + ${p.model.normals} good images, threshold ${formatScore(p.model.threshold)} (${p.model.threshold_rule})${p.model.image_threshold === undefined ? '' : `, verdict threshold ${formatScore(p.model.image_threshold)}`}, fitted in ${formatMs(p.model.ms)}.`
       : current.images.length ? 'Not fitted yet.' : 'Add examples, then fit.';
   }
 }
@@ -457,7 +475,7 @@ async function doFit() {
     if (current?.id !== id) return;
     current.fitting = false;
     await reloadProject();
-    current.threshold = summary.threshold;
+    ({ pixel: current.threshold, image: current.imageThreshold } = modelThresholds(summary));
     renderFitStatus();
     renderExamples();
     toast(`Fitted in ${formatMs(summary.ms)}`);
@@ -546,9 +564,10 @@ function galleryRange(list) {
   return [lo, hi];
 }
 
-function setThreshold(value) {
+function setThreshold(value, which = 'pixel') {
   if (!Number.isFinite(value)) return;
-  current.threshold = value;
+  if (which === 'image') current.imageThreshold = value;
+  else current.threshold = value;
   if (!current.frame) {
     current.frame = requestAnimationFrame(() => {
       current.frame = null;
@@ -587,8 +606,24 @@ function renderResults(rebuild) {
   } else {
     slider.disabled = true;
   }
+  const scores = list.filter((r) => r.map).map((r) => r.map.score);
+  const imageSlider = $('#image-threshold');
+  if (scores.length) {
+    const t = current.imageThreshold ?? Math.min(...scores);
+    const min = Math.min(t, ...scores);
+    const max = Math.max(t, ...scores);
+    imageSlider.min = String(min);
+    imageSlider.max = String(max);
+    imageSlider.step = String((max - min) / 1000 || 0.001);
+    imageSlider.value = String(t);
+    imageSlider.disabled = false;
+  } else {
+    imageSlider.disabled = true;
+  }
   $('#threshold-value').textContent = current.threshold === null ? '–' : formatScore(current.threshold);
-  $('#threshold-reset').disabled = !model || current.threshold === model.threshold;
+  $('#image-threshold-value').textContent = current.imageThreshold === null ? '–' : formatScore(current.imageThreshold);
+  const fitted = modelThresholds(model);
+  $('#threshold-reset').disabled = !model || (current.threshold === fitted.pixel && current.imageThreshold === fitted.image);
   const gallery = $('#gallery');
   if (rebuild) {
     for (const r of list) {
@@ -607,12 +642,12 @@ function renderResults(rebuild) {
   }
   for (const r of list) if (r.card) drawCard(r);
   const done = list.filter((r) => r.map);
-  const defective = done.filter((r) => r.map.score >= current.threshold).length;
+  const defective = done.filter((r) => r.map.score >= current.imageThreshold).length;
   const pending = list.filter((r) => r.status === 'pending').length;
   const waiting = list.filter((r) => r.status === 'waiting').length;
   const errors = list.filter((r) => r.status === 'error').length;
   const parts = [];
-  if (done.length) parts.push(`${done.length} scored: ${defective} defective, ${done.length - defective} good at threshold ${formatScore(current.threshold)}`);
+  if (done.length) parts.push(`${done.length} scored: ${defective} defective, ${done.length - defective} good at verdict threshold ${formatScore(current.imageThreshold)}`);
   if (pending) parts.push(`scoring ${pending}…`);
   if (waiting) parts.push(`${waiting} waiting for a model`);
   if (errors) parts.push(`${errors} failed`);
@@ -690,7 +725,7 @@ function drawCard(r) {
   const px = drawMask(map, current.threshold, r.maskCanvas);
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(r.maskCanvas, x, y, w, h);
-  const defective = map.score >= current.threshold;
+  const defective = map.score >= current.imageThreshold;
   badge.textContent = defective ? 'DEFECT' : 'OK';
   badge.className = `badge ${defective ? 'bad' : 'good'}`;
   score.textContent = `score ${formatScore(map.score)}`;
@@ -704,12 +739,12 @@ function drawCard(r) {
 function exportCsv() {
   const list = sorted(results.get(current.id)).filter((r) => r.map);
   const quote = (s) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
-  const rows = [['file', 'image_score', 'defective', 'threshold', 'defect_area_px', 'defect_area_fraction', 'width', 'height', 'model_sha256'].join(',')];
+  const rows = [['file', 'image_score', 'defective', 'image_threshold', 'threshold', 'defect_area_px', 'defect_area_fraction', 'width', 'height', 'model_sha256'].join(',')];
   for (const r of list) {
     const { map } = r;
     let px = 0;
     for (let i = 0; i < map.data.length; i++) if (map.data[i] >= current.threshold) px++;
-    rows.push([quote(r.name), map.score, map.score >= current.threshold, current.threshold, px, (px / (map.width * map.height)).toFixed(6), map.width, map.height, map.model].join(','));
+    rows.push([quote(r.name), map.score, map.score >= current.imageThreshold, current.imageThreshold, current.threshold, px, (px / (map.width * map.height)).toFixed(6), map.width, map.height, map.model].join(','));
   }
   const file = current.project.name.replace(/[^A-Za-z0-9._-]+/g, '_') || 'results';
   download(new Blob([`${rows.join('\n')}\n`], { type: 'text/csv' }), `${file}-results.csv`);
@@ -776,8 +811,8 @@ function openLarge(start) {
     drawMask(map, current.threshold, r.maskCanvas);
     ctx.imageSmoothingEnabled = false;
     if (layers.mask) ctx.drawImage(r.maskCanvas, 0, 0);
-    const defective = map.score >= current.threshold;
-    title.textContent = `${r.name} · score ${formatScore(map.score)} · threshold ${formatScore(current.threshold)}`;
+    const defective = map.score >= current.imageThreshold;
+    title.textContent = `${r.name} · score ${formatScore(map.score)} (verdict threshold ${formatScore(current.imageThreshold)}) · mask threshold ${formatScore(current.threshold)}`;
     verdict.textContent = defective ? 'DEFECT' : 'OK';
     verdict.className = `badge ${defective ? 'bad' : 'good'}`;
     defectButton.disabled = Boolean(r.support);
@@ -792,7 +827,7 @@ function openLarge(start) {
     const { map } = r;
     if (x < 0 || y < 0 || x >= map.width || y >= map.height) return;
     const v = map.data[y * map.width + x];
-    readout.textContent = `x ${x}, y ${y}: map value ${v.toFixed(4)} — ${v >= current.threshold ? 'above' : 'below'} the threshold ${formatScore(current.threshold)}`;
+    readout.textContent = `x ${x}, y ${y}: map value ${v.toFixed(4)} — ${v >= current.threshold ? 'above' : 'below'} the mask threshold ${formatScore(current.threshold)}`;
   });
   const step = (d) => {
     const l = list();

@@ -1,11 +1,12 @@
 // End-to-end test of the bpgg studio in real headless Chromium (Debian's `chromium`, driven by
 // puppeteer-core: no browser download) against a real `bpgg serve` on an ephemeral loopback
 // port with a temporary data dir. It acts like a user: creates a project, uploads three defect
-// images, paints their masks with mouse events (brush, lasso, undo), uploads good images, fits,
-// drops query images, reads the scores from the page, moves the threshold slider and checks the
-// shown masks change, corrects two results (one good, one defect painted from the predicted
-// mask) and fits again, downloads the model and the CSV, and saves screenshots. It fails on any
-// console error, page error, failed request or HTTP error answer.
+// images, paints their masks with mouse events (brush, lasso, polygon, zoom and pan, undo),
+// uploads good images, fits, drops query images, reads the scores from the page, moves the mask
+// and verdict threshold sliders and checks the shown masks and badges change, corrects two
+// results (one good, one defect) and fits again, downloads the model and the CSV, renames and
+// deletes the project, answers the token dialog of a service with a token, and saves
+// screenshots. It fails on any console error, page error, failed request or HTTP error answer.
 //
 //   node studio.test.mjs [--bpgg PATH] [--chromium PATH] [--shots DIR] [--measure] [--live-assets]
 //
@@ -399,8 +400,18 @@ try {
   assert.ok(after.every((c) => c.area >= a0[c.name]), 'no mask shrinks when the threshold is lowered');
   assert.notDeepEqual(pixelsAfter, pixelsBefore, 'the drawn overlays change with the threshold');
   assert.ok(after.filter((c) => c.badge === 'DEFECT').length >= before.filter((c) => c.badge === 'DEFECT').length);
+  // The verdict threshold moves the badges: at its low end every image is defective.
+  const verdict = await page.$(testid('image-threshold'));
+  await verdict.scrollIntoView();
+  const vbox = await verdict.boundingBox();
+  await page.mouse.click(vbox.x + 2, vbox.y + vbox.height / 2);
+  await waitFor((n) => [...document.querySelectorAll('[data-testid="result-badge"]')].filter((b) => b.textContent === 'DEFECT').length === n, QUERIES);
+  const defectiveBefore = before.filter((c) => c.badge === 'DEFECT').length;
+  log(`verdict threshold to its low end: ${defectiveBefore} → ${QUERIES} defective`);
+  assert.ok(defectiveBefore < QUERIES, 'at the model\'s thresholds some images are good');
   await page.click('#threshold-reset');
   await waitFor((t) => document.querySelector('[data-testid="threshold-value"]').textContent === t, thresholdBefore);
+  await waitFor((n) => [...document.querySelectorAll('[data-testid="result-badge"]')].filter((b) => b.textContent === 'DEFECT').length === n, defectiveBefore);
 
   // -------------------------------------------------------------- large view, corrections
   // The good query with the highest score: "this is good".
@@ -494,7 +505,7 @@ try {
     return n ? { x: r.left + (sx / n) * k, y: r.top + (sy / n) * k } : { x: r.left + r.width / 2, y: r.top + r.height / 2 };
   });
   await page.mouse.move(spot.x, spot.y);
-  await waitFor(() => /above the threshold/.test(document.querySelector('[data-testid="readout"]').textContent));
+  await waitFor(() => /above the mask threshold/.test(document.querySelector('[data-testid="readout"]').textContent));
   await shot('08-large-view-defect');
   await page.click(testid('close-large'));
 
@@ -514,7 +525,7 @@ try {
   assert.ok(readFileSync(modelFile).equals(served), 'the downloaded model is the service\'s model file');
   assert.equal(served.length, model.model_bytes);
   const csv = readFileSync(await waitFile('.csv'), 'utf8').trim().split('\n');
-  assert.match(csv[0], /^file,image_score,defective,threshold/);
+  assert.match(csv[0], /^file,image_score,defective,image_threshold,threshold,/);
   assert.equal(csv.length, QUERIES + 1, 'one CSV row per result');
   log(`downloaded ${modelFile.split('/').at(-1)} (${served.length} bytes) and a CSV of ${csv.length - 1} rows`);
 
