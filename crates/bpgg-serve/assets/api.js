@@ -138,6 +138,8 @@ export const api = {
       data,
       score: Number(h('X-Image-Score')),
       threshold: Number(h('X-Threshold')),
+      // The image score's threshold (what X-Defective is judged at); absent from older services.
+      imageThreshold: h('X-Image-Threshold') === null ? null : Number(h('X-Image-Threshold')),
       model: h('X-Model-Sha256'),
     };
   },

@@ -189,7 +189,8 @@ const $ = (sel) => view.querySelector(sel);
  */
 function modelThresholds(summary) {
   if (!summary) return { pixel: null, image: null };
-  return { pixel: summary.threshold, image: summary.image_threshold ?? summary.threshold };
+  const image = summary.image_threshold ?? current?.servedImageThreshold?.[summary.model_sha256];
+  return { pixel: summary.threshold, image: image ?? summary.threshold };
 }
 
 function buildProject() {
@@ -475,6 +476,7 @@ async function doFit() {
     if (current?.id !== id) return;
     current.fitting = false;
     await reloadProject();
+    current.verdictMoved = false;
     ({ pixel: current.threshold, image: current.imageThreshold } = modelThresholds(summary));
     renderFitStatus();
     renderExamples();
@@ -539,6 +541,17 @@ async function scoreAll(list) {
         r.map = map;
         r.img = img;
         r.status = 'done';
+        // The service says at which image threshold it judged the image (X-Image-Threshold):
+        // the model's verdict threshold, unless the user has moved that slider.
+        if (Number.isFinite(map.imageThreshold) && current?.id === id) {
+          current.servedImageThreshold ??= {};
+          if (current.servedImageThreshold[map.model] === undefined) {
+            current.servedImageThreshold[map.model] = map.imageThreshold;
+            if (!current.verdictMoved && map.model === current.project.model?.model_sha256) {
+              current.imageThreshold = map.imageThreshold;
+            }
+          }
+        }
         r.error = null;
       } catch (err) {
         r.status = 'error';
@@ -566,7 +579,10 @@ function galleryRange(list) {
 
 function setThreshold(value, which = 'pixel') {
   if (!Number.isFinite(value)) return;
-  if (which === 'image') current.imageThreshold = value;
+  if (which === 'image') {
+    current.imageThreshold = value;
+    current.verdictMoved = true;
+  }
   else current.threshold = value;
   if (!current.frame) {
     current.frame = requestAnimationFrame(() => {

@@ -15,26 +15,26 @@ fn say(line: String) {
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
     let data_dir = config.data_dir.clone();
-    let demo = if args.demo {
-        Some(demo::write_data(&data_dir)?)
-    } else {
-        None
-    };
     let token = config.token.clone();
     let outcome = bpgg_serve::serve_until_signal(config, |addr| {
         say(format!(
             "bpgg serve: listening on http://{addr} (data dir {}); SIGTERM or Ctrl-C stops it",
             data_dir.display()
         ));
-        if let Some(demo) = demo.clone() {
-            // Through the service's own API, as a user of the studio would: the server is
-            // answering once this callback has returned.
-            let token = token.clone();
-            std::thread::spawn(move || match demo::set_up(addr, token, &demo) {
-                Ok(url) => say(format!(
+        if args.demo {
+            // Once the server runs (so that settings it refuses leave nothing behind), and
+            // through its own API, as a user of the studio would: it answers once this
+            // callback has returned.
+            let (token, data_dir) = (token.clone(), data_dir.clone());
+            let made = move || -> anyhow::Result<(String, std::path::PathBuf)> {
+                let demo = demo::write_data(&data_dir)?;
+                Ok((demo::set_up(addr, token, &demo)?, demo.queries))
+            };
+            std::thread::spawn(move || match made() {
+                Ok((url, queries)) => say(format!(
                     "bpgg serve: demo project ready: open {url} and drop the images of {} into \
                      \"Check new images\"",
-                    demo.queries.display()
+                    queries.display()
                 )),
                 Err(e) => say(format!(
                     "bpgg serve: the demo project could not be made: {e:#}"
