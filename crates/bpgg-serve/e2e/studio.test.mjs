@@ -148,6 +148,8 @@ const shot = async (name) => {
 const testid = (id) => `[data-testid="${id}"]`;
 const count = (sel) => page.$$eval(sel, (els) => els.length);
 const waitFor = (fn, ...args) => page.waitForFunction(fn, { polling: 100 }, ...args);
+// Fits and the gallery's predictions: a loaded machine and a debug build take their time.
+const waitLong = (fn, ...args) => page.waitForFunction(fn, { polling: 200, timeout: 600000 }, ...args);
 const text = (sel) => page.$eval(sel, (e) => e.textContent);
 
 /** Bounding box of the white pixels of a mask PNG, and its pixels, decoded in the page. */
@@ -341,8 +343,13 @@ try {
   // Queries dropped before the fit wait for the model.
   await (await page.$(testid('drop-query-input'))).uploadFile(...queryFiles);
   await waitFor((n) => document.querySelectorAll('[data-testid="result"][data-status="waiting"]').length === n, QUERIES);
+  if (!MEASURE) {
+    // The images are 128 px: a 128 px model (the README's --measure run keeps the default).
+    await page.$eval(testid('opt-size'), (i) => { i.value = ''; });
+    await page.type(testid('opt-size'), '128');
+  }
   await page.click(testid('fit-button'));
-  await waitFor(() => document.querySelector('[data-testid="fit-gallery"]')?.dataset.ms, { timeout: 600000 });
+  await waitLong(() => document.querySelector('[data-testid="fit-gallery"]')?.dataset.ms);
   const fitToGallery = Number(await page.$eval(testid('fit-gallery'), (e) => e.dataset.ms));
   const fitStatus = await text(testid('fit-status'));
   log('fit:', fitStatus);
@@ -475,7 +482,7 @@ try {
   assert.match(await text(testid('fit-button')), /Fit again \(2 changes\)/);
   const galleryBefore = await page.$eval(testid('fit-gallery'), (e) => e.textContent);
   await page.click(testid('fit-button'));
-  await waitFor(() => document.querySelector('[data-testid="fit-gallery"]')?.dataset.ms && !document.querySelector('[data-testid="fit-button"]').disabled && /Fit again$/.test(document.querySelector('[data-testid="fit-button"]').textContent), { timeout: 600000 });
+  await waitLong(() => document.querySelector('[data-testid="fit-gallery"]')?.dataset.ms && !document.querySelector('[data-testid="fit-button"]').disabled && /Fit again$/.test(document.querySelector('[data-testid="fit-button"]').textContent));
   const refit = await text(testid('fit-status'));
   log('refit:', refit, '·', await text(testid('fit-gallery')), '(was:', galleryBefore, ')');
   assert.match(refit, new RegExp(`on ${DEFECTS + 1} defect \\+ ${NORMALS + 1} good images`));
