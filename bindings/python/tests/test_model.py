@@ -36,8 +36,9 @@ def test_defects_score_above_their_surroundings(model: bpgg.Model, supports: Sup
 def test_fit_resolves_auto_scoring(supports: Supports) -> None:
     hybrid = bpgg.Model.fit(supports.defects, supports.masks, supports.normals, size=SIZE)
     assert hybrid.scoring == "hybrid"
-    bpgg_only = bpgg.Model.fit(supports.defects, supports.masks, size=SIZE)
-    assert bpgg_only.scoring == "bpgg"
+    # With no normal image, the defect images' background is the normal side: still hybrid.
+    defects_only = bpgg.Model.fit(supports.defects, supports.masks, size=SIZE)
+    assert defects_only.scoring == "hybrid"
     knn = bpgg.Model.fit(normals=supports.normals, size=SIZE)
     assert (knn.scoring, knn.threshold_rule) == ("knn", "normal_max")
 

@@ -62,6 +62,10 @@ class Model:
         knn: Dict[str, Any] = ...,
         hybrid: Dict[str, Any] = ...,
         map: Dict[str, Any] = ...,
+        support_cells: Dict[str, Any] = ...,
+        flip_supports: bool = ...,
+        self_exclusion_radius: int = ...,
+        image_score: Dict[str, Any] = ...,
     ) -> "Model": ...
     @staticmethod
     def load(path: _Path) -> "Model": ...
