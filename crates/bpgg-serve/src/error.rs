@@ -113,6 +113,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, format!("no {what}"))
     }
 
+    /// 404 for a well-formed project id that names no project.
+    pub fn unknown_project(id: &str) -> Self {
+        Self::not_found(format!("project {id}"))
+    }
+
     /// 409: the project's state does not allow it yet.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, message)

@@ -34,6 +34,23 @@ pub fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("bad path: {e}")))
 }
 
+/// The `{id}` of a project route, checked to have an id's shape.
+pub fn project_path(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let id = path(id)?;
+    project_id(&id)?;
+    Ok(id)
+}
+
+/// The `{id}` and `{image_id}` of an image route, both checked to have an id's shape.
+pub fn image_path(
+    ids: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String), ApiError> {
+    let (project, image) = path(ids)?;
+    project_id(&project)?;
+    image_id(&image)?;
+    Ok((project, image))
+}
+
 /// Checks the shape of a project id: anything that is not one is unknown (`404`), before any
 /// lookup.
 pub fn project_id(id: &str) -> Result<(), ApiError> {

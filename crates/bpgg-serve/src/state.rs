@@ -75,7 +75,7 @@ impl Service {
         let encoders = Arc::clone(&self.encoders);
         let loaded = blocking(None, move || -> Result<LoadedModel, ApiError> {
             if store.project(&id)?.is_none() {
-                return Err(ApiError::not_found(format!("project {id}")));
+                return Err(ApiError::unknown_project(&id));
             }
             let Some((sha256, summary)) = store.model(&id)? else {
                 return Err(no_model(&id));

@@ -176,8 +176,7 @@ pub async fn fit_project(
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let id = extract::path(id)?;
-    extract::project_id(&id)?;
+    let id = extract::project_path(id)?;
     let body = extract::body(body, state.config.max_body_bytes)?;
     let (options, checkpoint_path) = FitOptions::parse(&body, state.store.dir())?;
     let _lock = state.locks.lock(&id).await;
@@ -194,7 +193,7 @@ async fn run_fit(
 ) -> Result<FitSummary, ApiError> {
     let lookup = id.to_string();
     let images = state.store_op(move |s| s.images(&lookup)).await?;
-    let images = images.ok_or_else(|| ApiError::not_found(format!("project {id}")))?;
+    let images = images.ok_or_else(|| ApiError::unknown_project(id))?;
     let (defects, normals) = supports(images, &options)?;
     let support_ids: Vec<String> = defects
         .iter()
@@ -274,7 +273,7 @@ async fn run_fit(
         .store_op(move |s| s.set_model(&project, &bytes, &stored))
         .await?;
     if !saved {
-        return Err(ApiError::not_found(format!("project {id}")));
+        return Err(ApiError::unknown_project(id));
     }
     let loaded = LoadedModel {
         model,
@@ -292,8 +291,7 @@ pub async fn download(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = extract::path(id)?;
-    extract::project_id(&id)?;
+    let id = extract::project_path(id)?;
     let lookup = id.clone();
     let found = state
         .store_op(move |s| {
@@ -305,7 +303,7 @@ pub async fn download(
             Ok(Some((project.name, bytes)))
         })
         .await?;
-    let (name, bytes) = found.ok_or_else(|| ApiError::not_found(format!("project {id}")))?;
+    let (name, bytes) = found.ok_or_else(|| ApiError::unknown_project(&id))?;
     let bytes = bytes.ok_or_else(|| no_model(&id))?;
     let file: String = name
         .chars()
@@ -333,8 +331,7 @@ pub async fn info(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = extract::path(id)?;
-    extract::project_id(&id)?;
+    let id = extract::project_path(id)?;
     let lookup = id.clone();
     let found = state
         .store_op(move |s| {
@@ -344,7 +341,7 @@ pub async fn info(
             })
         })
         .await?;
-    let model = found.ok_or_else(|| ApiError::not_found(format!("project {id}")))?;
+    let model = found.ok_or_else(|| ApiError::unknown_project(&id))?;
     let (_, summary) = model.ok_or_else(|| no_model(&id))?;
     Ok(Json(summary).into_response())
 }

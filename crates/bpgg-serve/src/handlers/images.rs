@@ -54,10 +54,6 @@ fn mime(format: &str) -> &'static str {
     }
 }
 
-fn unknown_project(id: &str) -> ApiError {
-    ApiError::not_found(format!("project {id}"))
-}
-
 fn unknown_image(project: &str, image: &str) -> ApiError {
     ApiError::not_found(format!("image {image} in project {project}"))
 }
@@ -70,8 +66,7 @@ pub async fn upload(
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let id = extract::path(id)?;
-    extract::project_id(&id)?;
+    let id = extract::project_path(id)?;
     let role = role_param(extract::query(query.as_deref(), &["role"])?.get("role"))?;
     let body = extract::body(body, state.config.max_body_bytes)?;
     let permit = state.admission.admit(&state.metrics)?;
@@ -89,7 +84,7 @@ pub async fn upload(
         },
     )
     .await??;
-    let image = image.ok_or_else(|| unknown_project(&id))?;
+    let image = image.ok_or_else(|| ApiError::unknown_project(&id))?;
     let location = format!("/v1/projects/{id}/images/{}", image.id);
     Ok((
         StatusCode::CREATED,
@@ -104,11 +99,10 @@ pub async fn list(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = extract::path(id)?;
-    extract::project_id(&id)?;
+    let id = extract::project_path(id)?;
     let lookup = id.clone();
     let images = state.store_op(move |s| s.images(&lookup)).await?;
-    let images = images.ok_or_else(|| unknown_project(&id))?;
+    let images = images.ok_or_else(|| ApiError::unknown_project(&id))?;
     let infos: Vec<ImageInfo> = images.into_iter().map(|r| r.info).collect();
     Ok(Json(infos).into_response())
 }
@@ -118,9 +112,7 @@ async fn record(
     state: &AppState,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<ImageRecord, ApiError> {
-    let (project, image) = extract::path(ids)?;
-    extract::project_id(&project)?;
-    extract::image_id(&image)?;
+    let (project, image) = extract::image_path(ids)?;
     let (p, i) = (project.clone(), image.clone());
     state
         .store_op(move |s| s.image(&p, &i))
@@ -161,9 +153,7 @@ pub async fn set_role(
     ids: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (project, image) = extract::path(ids)?;
-    extract::project_id(&project)?;
-    extract::image_id(&image)?;
+    let (project, image) = extract::image_path(ids)?;
     let body = extract::body(body, state.config.max_body_bytes)?;
     let RoleBody { role } = extract::json(&body, "image")?;
     let (p, i) = (project.clone(), image.clone());
@@ -177,9 +167,7 @@ pub async fn delete(
     State(state): State<AppState>,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let (project, image) = extract::path(ids)?;
-    extract::project_id(&project)?;
-    extract::image_id(&image)?;
+    let (project, image) = extract::image_path(ids)?;
     let (p, i) = (project.clone(), image.clone());
     if !state.store_op(move |s| s.delete_image(&p, &i)).await? {
         return Err(unknown_image(&project, &image));

@@ -115,8 +115,7 @@ pub async fn predict(
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let id = extract::path(id)?;
-    extract::project_id(&id)?;
+    let id = extract::project_path(id)?;
     let (output, threshold) = parse_query(query.as_deref())?;
     let body = extract::body(body, state.config.max_body_bytes)?;
     let loaded = state.current_model(&id).await?;

@@ -47,11 +47,10 @@ pub async fn show(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = extract::path(id)?;
-    extract::project_id(&id)?;
+    let id = extract::project_path(id)?;
     let lookup = id.clone();
     let project = state.store_op(move |s| s.project(&lookup)).await?;
-    let project = project.ok_or_else(|| ApiError::not_found(format!("project {id}")))?;
+    let project = project.ok_or_else(|| ApiError::unknown_project(&id))?;
     Ok(Json(project).into_response())
 }
 
@@ -61,8 +60,7 @@ pub async fn rename(
     id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let id = extract::path(id)?;
-    extract::project_id(&id)?;
+    let id = extract::project_path(id)?;
     let body = extract::body(body, state.config.max_body_bytes)?;
     let NameBody { name } = extract::json(&body, "project")?;
     let name = extract::name(&name)?;
@@ -70,7 +68,7 @@ pub async fn rename(
     let project = state
         .store_op(move |s| s.rename_project(&lookup, &name))
         .await?;
-    let project = project.ok_or_else(|| ApiError::not_found(format!("project {id}")))?;
+    let project = project.ok_or_else(|| ApiError::unknown_project(&id))?;
     Ok(Json(project).into_response())
 }
 
@@ -79,15 +77,14 @@ pub async fn delete(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = extract::path(id)?;
-    extract::project_id(&id)?;
+    let id = extract::project_path(id)?;
     let _lock = state.locks.lock(&id).await;
     let lookup = id.clone();
     let deleted = state.store_op(move |s| s.delete_project(&lookup)).await?;
     state.models.remove(&id);
     state.locks.forget(&id);
     if !deleted {
-        return Err(ApiError::not_found(format!("project {id}")));
+        return Err(ApiError::unknown_project(&id));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
