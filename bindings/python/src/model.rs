@@ -77,7 +77,9 @@ impl PyModel {
     ///     with the defaults). Missing keys take the defaults of `bpgg fit`; an unknown key is an
     ///     error. The flags of `bpgg fit` are:
     ///       scoring="auto"|"bpgg"|"knn"|"hybrid"           --scoring
-    ///       size=256                                       --size
+    ///       size=256 | "640x480" | "native"              --size (long side | exact | native)
+    ///       size={"scale": 0.5}                            --scale
+    ///       tile={"size": 256, "overlap": 32}              --tile, --tile-overlap
     ///       tau=20.0                                       --tau
     ///       backbone={"kind": ..., "weights": ..., "layers": [...]}
     ///                                                      --backbone, --weights, --layers
@@ -139,10 +141,9 @@ impl PyModel {
                 let device = Device::Cpu;
                 let head = checkpoint
                     .as_deref()
-                    .map(|p| load_head(p, &config.backbone, config.image_size, &device))
+                    .map(|p| load_head(p, &config.backbone, config.nominal_side(), &device))
                     .transpose()?;
-                let encoder =
-                    Encoder::new(&config.backbone, config.image_size, &device)?.with_head(head);
+                let encoder = Encoder::new(&config.backbone, &device)?.with_head(head);
                 let fitted = fit(&encoder, &supports, &config)?;
                 Ok((fitted, encoder))
             })
@@ -329,10 +330,14 @@ impl PyModel {
     fn __repr__(&self) -> String {
         let c = &self.fitted.config;
         format!(
-            "Model(scoring={:?}, backbone={:?}, size={}, threshold={})",
+            "Model(scoring={:?}, backbone={:?}, size={:?}, tile={}, threshold={})",
             c.scoring.name(),
             c.backbone.kind.to_string(),
-            c.image_size,
+            c.size.to_string(),
+            c.tile.as_ref().map_or("None".to_string(), |t| format!(
+                "{{'size': {}, 'overlap': {}}}",
+                t.size, t.overlap
+            )),
             self.fitted.threshold
         )
     }

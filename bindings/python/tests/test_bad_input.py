@@ -89,7 +89,11 @@ def test_zero_one_uint8_masks_are_refused_not_guessed(supports: Supports) -> Non
     [
         ({"scorng": "knn"}, "invalid model option: unknown field `scorng`"),
         ({"map": {"sigma": 2}}, "invalid model option: unknown field `sigma`"),
-        ({"size": 100}, "image size must be a multiple of 16"),
+        ({"size": 8}, r"size \(long side\) must be in 16..=4096 pixels, got 8"),
+        ({"size": "640x"}, "expected N"),
+        ({"size": {"scale": 0}}, "scale must be in"),
+        ({"tile": {"size": 100}}, "tile size must be a multiple of 16"),
+        ({"tile": {"size": 256, "overlap": 12}}, "tile overlap must be a multiple of 8"),
         ({"scoring": "fast"}, "unknown variant `fast`"),
         ({"tau": float("nan")}, "option `tau`: NaN is not a finite number"),
         ({"map": {"sigma_px": -1.0}}, "sigma must be finite and ≥ 0"),

@@ -159,6 +159,21 @@ def test_options_are_the_configurations_json_keys(supports: Supports) -> None:
     assert config["reverse"] == bpgg.default_config()["reverse"]
 
 
+def test_resolution_options_are_json_keys_too(supports: Supports) -> None:
+    """`size` takes the forms of `--size`/`--scale`, `tile` those of `--tile`/`--tile-overlap`."""
+    model = bpgg.Model.fit(
+        supports.defects, supports.masks, size="native", tile={"size": 32, "overlap": 8}
+    )
+    assert (model.config["size"], model.config["tile"]) == ("native", {"size": 32, "overlap": 8})
+    maps = model.predict(supports.queries)
+    assert [m.shape for m in maps] == [q.shape[:2] for q in supports.queries]
+    exact = bpgg.Model.fit(supports.defects, supports.masks, size=f"{SIZE}x{SIZE // 2}")
+    assert exact.config["size"] == f"{SIZE}x{SIZE // 2}"
+    assert bpgg.Model.fit(supports.defects, supports.masks, size={"scale": 0.5}).config[
+        "size"
+    ] == {"scale": 0.5}
+
+
 def test_defaults_are_the_librarys(supports: Supports) -> None:
     defaults = bpgg.default_config()
     assert defaults["size"] == 256 and defaults["scoring"] == "auto"

@@ -233,6 +233,10 @@ pub struct SynthArgs {
     /// surface; use with --texture random for many products).
     #[arg(long, value_name = "N")]
     pub categories: Option<usize>,
+    /// Size of the defects relative to the image (1: blobs of 8-24% of the side; 0.025 on
+    /// 2048 px images: blobs of about 8 px).
+    #[arg(long, default_value_t = SynthConfig::default().defect_scale, value_name = "F")]
+    pub defect_scale: f32,
     /// Seed.
     #[arg(long, default_value_t = SynthConfig::default().seed)]
     pub seed: u64,
@@ -278,12 +282,42 @@ pub struct EvalArgs {
     /// reported, and the exit status is 1).
     #[arg(long)]
     pub fail_fast: bool,
+    /// Compare maps and ground truth at the image's own size (the same pixels whatever the
+    /// model's resolution) or at the model's working size (the MVTec protocol at 256 x 256;
+    /// ground truth resized by nearest neighbour).
+    #[arg(long, value_enum, default_value_t = EvalConfig::default().compare_at.into())]
+    pub compare_at: CompareAtArg,
     #[command(flatten)]
     pub limits: ImageLimitArgs,
     #[command(flatten)]
     pub model: crate::model_args::ModelArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// `--compare-at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareAtArg {
+    Image,
+    Working,
+}
+
+impl From<bpgg::eval::CompareAt> for CompareAtArg {
+    fn from(c: bpgg::eval::CompareAt) -> Self {
+        match c {
+            bpgg::eval::CompareAt::Image => Self::Image,
+            bpgg::eval::CompareAt::Working => Self::Working,
+        }
+    }
+}
+
+impl From<CompareAtArg> for bpgg::eval::CompareAt {
+    fn from(c: CompareAtArg) -> Self {
+        match c {
+            CompareAtArg::Image => Self::Image,
+            CompareAtArg::Working => Self::Working,
+        }
+    }
 }
 
 /// `bpgg fit`.

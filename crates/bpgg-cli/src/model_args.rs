@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bpgg::backbone::{BackboneConfig, BackboneKind};
 use bpgg::guidance::ReverseMode;
-use bpgg::model::{load_head, Encoder, ModelConfig, Scoring};
+use bpgg::model::{load_head, Encoder, InputSize, ModelConfig, Scoring, TileConfig};
 use candle_core::Device;
 use clap::{Args, ValueEnum};
 
@@ -109,9 +109,22 @@ impl BackboneArgs {
 pub struct ModelArgs {
     #[command(flatten)]
     pub backbone: BackboneArgs,
-    /// Images are resized to SIZE x SIZE (a multiple of 16).
-    #[arg(long, default_value_t = ModelConfig::default().image_size, value_name = "SIZE")]
-    pub size: u32,
+    /// The working size: N (long side N px, aspect kept), WxH (exactly W x H) or native.
+    /// Maps are computed (and `eval` compares) at it.
+    #[arg(long, value_name = "N|WxH", help = size_help(), conflicts_with = "scale")]
+    pub size: Option<InputSize>,
+    /// Work at the image's own size times S (1 = native resolution) instead of --size.
+    #[arg(long, value_name = "S")]
+    pub scale: Option<f32>,
+    /// Cut the working image into overlapping N x N tiles (N a multiple of 16), scored one by
+    /// one and stitched back; without --size or --scale, at native resolution. `none`: whole
+    /// images.
+    #[arg(long, value_name = "N|none", help = tile_help())]
+    pub tile: Option<TileArg>,
+    /// Least overlap of neighbouring tiles in pixels (a multiple of 8); scores are blended
+    /// across it.
+    #[arg(long, value_name = "PX", default_value_t = TileConfig::default().overlap)]
+    pub tile_overlap: u32,
     /// How pixels are scored.
     #[arg(long, value_enum, default_value_t = ModelConfig::default().scoring.into())]
     pub scoring: ScoringArg,
@@ -173,22 +186,43 @@ impl ModelArgs {
             .checkpoint
             .as_deref()
             .filter(|path| path.as_os_str() != NO_CHECKPOINT)
-            .map(|path| load_head(path, &config.backbone, config.image_size, device))
+            .map(|path| load_head(path, &config.backbone, config.nominal_side(), device))
             .transpose()
-            .context("set --backbone, --layers and --size to what the head was trained for")?;
-        let encoder = Encoder::new(&config.backbone, config.image_size, device)
-            .context("loading the backbone")?;
+            .context(
+                "set --backbone, --layers and --size (or --tile) to what the head was trained for",
+            )?;
+        let encoder = Encoder::new(&config.backbone, device).context("loading the backbone")?;
         Ok(encoder.with_head(head))
     }
 
     /// The library configuration, validated.
     pub fn to_config(&self) -> anyhow::Result<ModelConfig> {
+        let defaults = ModelConfig::default();
+        let tile = match self.tile {
+            None => defaults.tile,
+            Some(TileArg::None) => None,
+            Some(TileArg::Size(size)) => Some(TileConfig {
+                size,
+                overlap: self.tile_overlap,
+            }),
+        };
+        let tile = tile.map(|t| TileConfig {
+            overlap: self.tile_overlap,
+            ..t
+        });
+        let size = match (self.size, self.scale) {
+            (Some(size), _) => size,
+            (None, Some(scale)) => InputSize::Scale(scale),
+            (None, None) if matches!(self.tile, Some(TileArg::Size(_))) => InputSize::NATIVE,
+            (None, None) => defaults.size,
+        };
         let mut config = ModelConfig {
             backbone: self.backbone.to_config(),
-            image_size: self.size,
+            size,
+            tile,
             scoring: self.scoring.into(),
             tau: self.tau,
-            ..ModelConfig::default()
+            ..defaults
         };
         config.prototype.prototypes_per_class = self.prototypes;
         config.prototype.normal_source_weight = self.normal_weight;
@@ -203,6 +237,49 @@ impl ModelArgs {
         config.validate().context("model settings")?;
         Ok(config)
     }
+}
+
+/// `--tile`: a tile side or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileArg {
+    /// Whole images.
+    None,
+    /// Tiles of this side.
+    Size(u32),
+}
+
+impl std::str::FromStr for TileArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Self::None);
+        }
+        s.parse()
+            .map(Self::Size)
+            .map_err(|_| format!("`{s}`: expected a tile side in pixels or none"))
+    }
+}
+
+/// Help of `--size`, with the library's default.
+fn size_help() -> String {
+    format!(
+        "The working size: N (long side N px, aspect kept), WxH (exactly W x H) or native; maps \
+         are computed (and eval compares) at it [default: {}]",
+        ModelConfig::default().size
+    )
+}
+
+/// Help of `--tile`, with the library's default.
+fn tile_help() -> String {
+    format!(
+        "Cut the working image into overlapping N x N tiles (N a multiple of 16), scored one by \
+         one and stitched back; without --size or --scale, at native resolution; none: whole \
+         images [default: {}]",
+        ModelConfig::default()
+            .tile
+            .map_or("none".to_string(), |t| t.size.to_string())
+    )
 }
 
 #[cfg(test)]
@@ -254,11 +331,50 @@ mod tests {
         let c = probe.model.to_config().unwrap();
         assert_eq!(c.backbone.kind, BackboneKind::Resnet18);
         assert_eq!(c.backbone.layers, ["layer2", "layer3"]);
-        assert_eq!((c.image_size, c.scoring, c.tau), (128, Scoring::Knn, 10.0));
+        assert_eq!(
+            (c.size, c.scoring, c.tau),
+            (InputSize::LongSide(128), Scoring::Knn, 10.0)
+        );
         assert_eq!(c.prototype.prototypes_per_class, 3);
         assert_eq!(c.prototype.normal_source_weight, 0.25);
         assert_eq!(c.reverse.mode, ReverseMode::Refine);
         assert_eq!((c.map.sigma_px, c.hybrid.weight), (2.0, 0.75));
         assert_eq!((c.prototype.seed, c.knn.seed), (9, 9));
+    }
+
+    #[test]
+    fn resolution_flags_become_size_and_tiles() {
+        let config = |args: &[&str]| {
+            let mut argv = vec!["probe"];
+            argv.extend_from_slice(args);
+            Probe::try_parse_from(argv).unwrap().model.to_config()
+        };
+        let c = config(&["--size", "640x480"]).unwrap();
+        assert_eq!(
+            c.size,
+            InputSize::Exact {
+                width: 640,
+                height: 480
+            }
+        );
+        // --tile alone works at native resolution; --scale or --size set another size.
+        let c = config(&["--tile", "256", "--tile-overlap", "64"]).unwrap();
+        assert_eq!(
+            (c.size, c.tile),
+            (
+                InputSize::NATIVE,
+                Some(TileConfig {
+                    size: 256,
+                    overlap: 64
+                })
+            )
+        );
+        let c = config(&["--tile", "512", "--scale", "0.5"]).unwrap();
+        assert_eq!((c.size, c.tile.unwrap().size), (InputSize::Scale(0.5), 512));
+        let c = config(&["--tile", "none", "--size", "native"]).unwrap();
+        assert_eq!((c.size, c.tile), (InputSize::NATIVE, None));
+        assert!(config(&["--tile", "100"]).is_err());
+        assert!(Probe::try_parse_from(["probe", "--size", "12x"]).is_err());
+        assert!(Probe::try_parse_from(["probe", "--size", "256", "--scale", "2"]).is_err());
     }
 }

@@ -145,3 +145,29 @@ impl Error {
         }
     }
 }
+
+/// Something the library left out or worked around instead of failing (an empty `good`
+/// folder, a defect support whose mask has no defect pixel), for the caller to show.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    /// The file or folder concerned.
+    pub path: PathBuf,
+    /// What was done, in words.
+    pub message: String,
+}
+
+impl Warning {
+    /// A warning about `path`.
+    pub fn new(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}

@@ -17,7 +17,7 @@
 //! ```
 //! use bpgg::data::image_io::{load_mask, load_rgb, ImageLimits};
 //! use bpgg::data::{write_synthetic_dataset, MvtecCategory, SynthConfig};
-//! use bpgg::model::{fit, Encoder, ModelConfig, SupportSet};
+//! use bpgg::model::{fit, Encoder, InputSize, ModelConfig, SupportSet};
 //! use candle_core::Device;
 //!
 //! # fn main() -> bpgg::Result<()> {
@@ -36,8 +36,8 @@
 //!     supports.normals.push((s.stem.clone(), load_rgb(&s.image, limits)?));
 //! }
 //!
-//! let config = ModelConfig { image_size: 64, ..ModelConfig::default() };
-//! let encoder = Encoder::new(&config.backbone, config.image_size, &Device::Cpu)?;
+//! let config = ModelConfig { size: InputSize::LongSide(64), ..ModelConfig::default() };
+//! let encoder = Encoder::new(&config.backbone, &Device::Cpu)?;
 //! let model = fit(&encoder, &supports, &config)?;
 //!
 //! let query = load_rgb(&category.test["blob"][2].image, limits)?;
@@ -68,4 +68,4 @@ pub mod rng;
 pub mod test_utils;
 pub mod train;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Warning};

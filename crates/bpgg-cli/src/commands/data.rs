@@ -43,6 +43,9 @@ pub fn inspect(args: InspectArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 f.folder, f.images, size, channels, coverage
             );
         }
+        for w in &report.warnings {
+            println!("  warning: {w}");
+        }
         if report.problems.is_empty() {
             println!("  no problems");
         } else {
@@ -101,6 +104,7 @@ pub fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
             kinds: kinds.clone(),
             texture,
             variety: args.variety,
+            defect_scale: args.defect_scale,
             seed: args.seed,
         };
         let dir = write_synthetic_dataset(&args.out, &config).with_context(|| {

@@ -9,7 +9,7 @@ use bpgg::data::{
     MvtecCategory, SynthConfig,
 };
 use bpgg::eval::{evaluate_category, EvalConfig, EvalEvent};
-use bpgg::model::{fit, Encoder, ModelConfig, SupportSet};
+use bpgg::model::{fit, Encoder, InputSize, ModelConfig, SupportSet};
 
 use super::predict::{collect_jobs, write_outputs};
 use crate::progress;
@@ -30,14 +30,18 @@ pub fn run(args: crate::args::DemoArgs, quiet: bool) -> anyhow::Result<ExitCode>
 
     let limits = ImageLimits::default();
     let config = ModelConfig {
-        image_size: DEMO_SIZE,
+        size: InputSize::LongSide(DEMO_SIZE),
         ..ModelConfig::default()
     };
-    let encoder = Encoder::new(&config.backbone, config.image_size, &device)?;
+    let encoder = Encoder::new(&config.backbone, &device)?;
     let category = MvtecCategory::open(&category_dir)?;
     let episode = EpisodeConfig::default();
     let supports = sample_episode(&category, &DefectSelection::AllTypes, &episode)?;
-    let set = SupportSet::load(&supports.defect_support, &supports.normal_support, limits)?;
+    let (set, warnings) =
+        SupportSet::load(&supports.defect_support, &supports.normal_support, limits)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
     let model = fit(&encoder, &set, &config)?;
     let model_path = out.join("model.bpgg");
     model.save(&model_path)?;
@@ -77,6 +81,7 @@ pub fn run(args: crate::args::DemoArgs, quiet: bool) -> anyhow::Result<ExitCode>
     let report = evaluate_category(&category, &encoder, &eval, |e| match e {
         EvalEvent::Start { total } => bar.set_length(total as u64),
         EvalEvent::Episode(_) => bar.inc(1),
+        EvalEvent::Warning(w) => bar.suspend(|| eprintln!("warning: {w}")),
         EvalEvent::Scored(_) | EvalEvent::Skipped(_) => {}
     })?;
     bar.finish_and_clear();

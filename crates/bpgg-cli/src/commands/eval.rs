@@ -24,6 +24,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         fpr_limit: args.fpr_limit,
         limits: args.limits.to_limits(),
         fail_fast: args.fail_fast,
+        compare_at: args.compare_at.into(),
     };
     let category = MvtecCategory::open(&args.data.join(&args.category))?;
     info!(
@@ -65,6 +66,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let report = evaluate_category(&category, &encoder, &config, |event| match event {
         EvalEvent::Start { total } => bar.set_length(total as u64),
         EvalEvent::Skipped(skip) => bar.suspend(|| eprintln!("error: {} (skipped)", skip.error)),
+        EvalEvent::Warning(w) => bar.suspend(|| eprintln!("warning: {w}")),
         EvalEvent::Scored(maps) => {
             if let (Some(w), None) = (writer.as_mut(), &report_error) {
                 if let Err(e) = w.add_episode(&maps) {
@@ -91,7 +93,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         return Err(anyhow::Error::new(e).context("writing the report"));
     }
     println!(
-        "scoring {} · backbone {} ({}) · {} px · normal shots {} · seeds 0..{}",
+        "scoring {} · backbone {} ({}) · {} · normal shots {} · seeds 0..{} · compared at {}",
         match config.model.scoring {
             bpgg::model::Scoring::Auto => format!(
                 "auto (= {} with defect shots, {} without)",
@@ -102,9 +104,13 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         },
         config.model.backbone.kind,
         config.model.backbone.effective_layers().join(","),
-        config.model.image_size,
+        config.model.describe_resolution(),
         args.normal_shots,
-        args.seeds
+        args.seeds,
+        match config.compare_at {
+            bpgg::eval::CompareAt::Image => "each image's own size",
+            bpgg::eval::CompareAt::Working => "the working size",
+        }
     );
     print!("{}", report.markdown());
     if let Some(path) = &args.json {
@@ -121,6 +127,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             }))).collect::<serde_json::Map<_, _>>(),
             "episodes": report.episodes,
             "skipped": report.skipped,
+            "warnings": report.warnings,
         });
         write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     }

@@ -14,7 +14,10 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     let config = args.model.to_config()?;
     let device = args.device.open()?;
     let (defects, normals) = supports(&args)?;
-    let set = SupportSet::load(&defects, &normals, args.limits.to_limits())?;
+    let (set, warnings) = SupportSet::load(&defects, &normals, args.limits.to_limits())?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
     let encoder = args.model.encoder(&config, &device)?;
     let model = fit(&encoder, &set, &config)?;
     model.save(&args.output)?;
@@ -38,6 +41,9 @@ fn supports(args: &FitArgs) -> anyhow::Result<(Vec<Sample>, Vec<Sample>)> {
             bail!("--data needs --category");
         };
         let category = MvtecCategory::open(&root.join(name))?;
+        for w in &category.warnings {
+            eprintln!("warning: {w}");
+        }
         let selection = match &args.defect_type {
             Some(t) => DefectSelection::Type(t.clone()),
             None => DefectSelection::AllTypes,
@@ -61,5 +67,8 @@ fn supports(args: &FitArgs) -> anyhow::Result<(Vec<Sample>, Vec<Sample>)> {
         args.masks.as_deref(),
         args.normal.as_deref(),
     )?;
+    for w in &folders.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok((folders.defects, folders.normals))
 }

@@ -38,11 +38,11 @@ pub fn run(args: PredictArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let image_threshold = model.image_threshold;
     info!(
-        "model {}: scoring {}, backbone {}, {} px, threshold {threshold:.4}, image threshold {image_threshold:.4}",
+        "model {}: scoring {}, backbone {}, {}, threshold {threshold:.4}, image threshold {image_threshold:.4}",
         args.model.display(),
         model.config.scoring,
         model.config.backbone.kind,
-        model.config.image_size
+        model.config.describe_resolution()
     );
     let encoder = model.encoder(&device).context("loading the backbone")?;
     let mut writer = match &args.report {
@@ -209,7 +209,10 @@ fn decode_for_model(
     limits: ImageLimits,
 ) -> bpgg::Result<(RgbImage, PreparedImage)> {
     let image = load_rgb(&job.image, limits)?;
-    let ready = model.prepare(&image);
+    let ready = model.prepare(&image).map_err(|e| match e {
+        bpgg::Error::InvalidConfig(problem) => bpgg::Error::invalid_data(&job.image, problem),
+        e => e,
+    })?;
     Ok((image, ready))
 }
 

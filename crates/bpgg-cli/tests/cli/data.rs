@@ -143,3 +143,51 @@ fn missing_dataset_is_a_one_line_error() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: /nonexistent/bpgg-data"), "{err}");
 }
+
+#[test]
+fn an_empty_good_folder_is_read_as_absent_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = small_dataset(dir.path());
+    for f in std::fs::read_dir(cat.join("test/good")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let warning = format!(
+        "warning: {}: folder has no images; treated as absent (no defect-free images from it)",
+        s(&cat.join("test/good"))
+    );
+    let out = bpgg(&["data", "inspect", s(&cat)]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&warning) && text.contains("no problems"),
+        "{text}"
+    );
+
+    // eval runs: pixel metrics, no image AUROC (no defect-free query).
+    let out = bpgg(&[
+        "eval",
+        "--data",
+        s(dir.path()),
+        "--category",
+        "tile",
+        "--shots",
+        "1",
+        "--normal-shots",
+        "2",
+        "--seeds",
+        "1",
+        "--types",
+        "blob",
+        "--size",
+        "48",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim_end(), warning);
+    let table = stdout(&out);
+    let mean = table
+        .lines()
+        .find(|l| l.starts_with("| **mean**"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(mean.trim_end().ends_with("| - |"), "{mean}");
+}

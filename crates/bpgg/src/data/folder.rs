@@ -22,6 +22,8 @@ pub struct FolderDataset {
     pub defects: Vec<Sample>,
     /// Defect-free images.
     pub normals: Vec<Sample>,
+    /// What reading worked around (an empty normal folder is read as absent).
+    pub warnings: Vec<crate::Warning>,
 }
 
 impl FolderDataset {
@@ -77,7 +79,10 @@ impl FolderDataset {
         if let Some(dir) = normal {
             let images = list_images(dir)?;
             if images.is_empty() {
-                return Err(Error::invalid_data(dir, "folder has no images"));
+                out.warnings.push(crate::Warning::new(
+                    dir,
+                    "folder has no images; treated as absent (no normal images)",
+                ));
             }
             out.normals = Sample::normals(images, GOOD);
         }

@@ -1,10 +1,14 @@
 //! Reading images and masks from disk, with the checks every file gets.
 //!
-//! Images are returned as 8-bit RGB (grayscale is expanded, 16-bit is scaled down); masks as
-//! binary [`Mask`]s where a pixel of an 8-bit mask is defect when its gray value is **greater
-//! than 127** (anti-aliased or JPEG-compressed masks are binarised the same way everywhere). A
-//! 16-bit mask is lossless and often holds small labels (0/1, 0/255), so there **any nonzero**
-//! value is defect.
+//! Formats: PNG, JPEG, TIFF, BMP and WebP, recognised from the bytes. Images are returned as
+//! 8-bit RGB: grayscale is expanded, 16-bit samples are scaled to 8 bits over their whole range
+//! (`round(v · 255 / 65535)`, never clipped), and an orientation recorded in the file (the EXIF
+//! orientation of a camera JPEG, the TIFF orientation tag) is applied, so the pixels are the
+//! upright picture a viewer shows; sizes (and the mask-size check) are those of the upright
+//! picture. Masks are binary [`Mask`]s where a pixel of an 8-bit mask is defect when its gray
+//! value is **greater than 127** (anti-aliased or JPEG-compressed masks are binarised the same way
+//! everywhere). A 16-bit mask is lossless and often holds small labels (0/1, 0/255), so there
+//! **any nonzero** value is defect.
 //!
 //! Every file goes through one decoder, [`decode_image_bytes`], which also serves callers that
 //! hold the bytes in memory (and the fuzzers): the path only names the file in errors.
@@ -12,7 +16,8 @@
 use std::io::{BufReader, Cursor};
 use std::path::Path;
 
-use image::{ColorType, GrayImage, ImageReader, RgbImage};
+use image::metadata::Orientation;
+use image::{ColorType, DynamicImage, GrayImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::{Error, Result};
 
@@ -97,7 +102,7 @@ impl Mask {
     }
 }
 
-/// Reads the size of an image from its header without decoding the pixels.
+/// Reads the (upright) size of an image from its header without decoding the pixels.
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -110,12 +115,28 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     if reader.format().is_none() {
         return Err(unsupported_format(path));
     }
-    reader
-        .into_dimensions()
-        .map_err(|source| Error::ImageDecode {
-            path: path.to_path_buf(),
-            source,
-        })
+    let decode_error = |source| Error::ImageDecode {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let (w, h) = decoder.dimensions();
+    Ok(upright_size(
+        w,
+        h,
+        decoder.orientation().map_err(decode_error)?,
+    ))
+}
+
+/// The size of a `w x h` picture once `orientation` is applied.
+fn upright_size(w: u32, h: u32, orientation: Orientation) -> (u32, u32) {
+    match orientation {
+        Orientation::Rotate90
+        | Orientation::Rotate270
+        | Orientation::Rotate90FlipH
+        | Orientation::Rotate270FlipH => (h, w),
+        _ => (w, h),
+    }
 }
 
 /// Decodes an image file as 8-bit RGB.
@@ -174,8 +195,8 @@ pub fn decode_mask_bytes(
     Ok(Mask::from_gray(&img.to_luma8()))
 }
 
-/// Decodes an image held in memory (PNG, JPEG or TIFF, detected from the bytes); `path` only
-/// names it in errors.
+/// Decodes an image held in memory (PNG, JPEG, TIFF, BMP or WebP, detected from the bytes), with
+/// the orientation recorded in the file applied; `path` only names it in errors.
 ///
 /// Before any pixel is decoded, the declared size is checked against `limits` (a small file can
 /// declare a huge image: a decompression bomb), and the decoder's allocations are capped to what
@@ -207,7 +228,8 @@ pub fn decode_image_bytes(
         }
         Ok(reader)
     };
-    let (w, h) = reader()?.into_dimensions().map_err(decode_error)?;
+    let mut decoder = reader()?.into_decoder().map_err(decode_error)?;
+    let (w, h) = decoder.dimensions();
     let pixels = u64::from(w) * u64::from(h);
     if pixels == 0 {
         return Err(Error::invalid_data(
@@ -230,9 +252,14 @@ pub fn decode_image_bytes(
             .saturating_mul(8)
             .saturating_add(DECODER_SCRATCH_BYTES),
     );
-    let mut reader = reader()?;
-    reader.limits(decoder_limits);
-    reader.decode().map_err(decode_error)
+    decoder_limits
+        .reserve(decoder.total_bytes())
+        .map_err(decode_error)?;
+    decoder.set_limits(decoder_limits).map_err(decode_error)?;
+    let orientation = decoder.orientation().map_err(decode_error)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    image.apply_orientation(orientation);
+    Ok(image)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -244,7 +271,10 @@ fn empty_file(path: &Path) -> Error {
 }
 
 fn unsupported_format(path: &Path) -> Error {
-    Error::invalid_data(path, "not an image in a supported format (PNG, JPEG, TIFF)")
+    Error::invalid_data(
+        path,
+        "not an image in a supported format (PNG, JPEG, TIFF, BMP, WebP)",
+    )
 }
 
 #[cfg(test)]

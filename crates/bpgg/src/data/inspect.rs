@@ -47,6 +47,8 @@ pub struct CategoryReport {
     pub folders: Vec<FolderStats>,
     /// Every problem, each naming its file.
     pub problems: Vec<crate::Error>,
+    /// What reading works around (an empty `good` folder is read as absent).
+    pub warnings: Vec<crate::Warning>,
 }
 
 /// Inspects a data-set root or one category folder: decodes every image and mask.
@@ -78,6 +80,7 @@ pub fn inspect(
             dir,
             folders,
             problems,
+            warnings: category.warnings,
         });
     }
     Ok(reports)

@@ -13,13 +13,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Result};
+use crate::{Error, Result, Warning};
 
 /// The folder name of defect-free images.
 pub const GOOD: &str = "good";
 
 /// File extensions read as images (case-insensitive).
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp"];
 
 /// One image of a data set, with its mask file when it is defective.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +63,10 @@ pub struct MvtecCategory {
     pub dir: PathBuf,
     /// `train/good`: the pool of normal support images.
     pub train_good: Vec<Sample>,
-    /// `test/<type>` by type name, `good` included when present.
+    /// `test/<type>` by type name, `good` included when present (and not empty).
     pub test: BTreeMap<String, Vec<Sample>>,
+    /// What was worked around while reading: an empty `good` folder is treated as absent.
+    pub warnings: Vec<Warning>,
 }
 
 impl MvtecCategory {
@@ -99,9 +101,14 @@ impl MvtecCategory {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| dir.display().to_string());
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
 
         let train_good = if train.join(GOOD).is_dir() {
-            Sample::normals(list_images(&train.join(GOOD))?, GOOD)
+            let images = list_images(&train.join(GOOD))?;
+            if images.is_empty() {
+                warnings.push(empty_good_folder(&train.join(GOOD)));
+            }
+            Sample::normals(images, GOOD)
         } else {
             Vec::new()
         };
@@ -111,6 +118,10 @@ impl MvtecCategory {
             for type_dir in list_dirs(&test_dir)? {
                 let ty = file_name(&type_dir);
                 let images = list_images(&type_dir)?;
+                if images.is_empty() && ty == GOOD {
+                    warnings.push(empty_good_folder(&type_dir));
+                    continue;
+                }
                 if images.is_empty() {
                     problems.push(Error::invalid_data(&type_dir, "folder has no images"));
                 }
@@ -129,6 +140,7 @@ impl MvtecCategory {
             dir: dir.to_path_buf(),
             train_good,
             test,
+            warnings,
         };
         if category.train_good.is_empty() && category.test.values().all(Vec::is_empty) {
             problems.insert(0, Error::invalid_data(dir, "category has no images"));
@@ -163,6 +175,14 @@ impl MvtecCategory {
             )),
         }
     }
+}
+
+/// The warning for a `good` folder without images, which is read as if it were absent.
+fn empty_good_folder(dir: &Path) -> Warning {
+    Warning::new(
+        dir,
+        "folder has no images; treated as absent (no defect-free images from it)",
+    )
 }
 
 /// The category folders under a data-set root (folders that have `train/` or `test/`), sorted.

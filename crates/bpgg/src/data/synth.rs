@@ -133,13 +133,17 @@ pub struct SynthConfig {
     /// contrast by one in `[1/v, 1]`: subtle and large defects next to the usual ones. 1 keeps
     /// every defect at its kind's usual size and contrast.
     pub variety: f32,
+    /// Every defect's size relative to the image is multiplied by this factor (1: blobs of
+    /// 8-24% of the side; 0.025 on 2048 px images: blobs of about 8 px).
+    pub defect_scale: f32,
     /// Seed of everything.
     pub seed: u64,
 }
 
 impl Default for SynthConfig {
     /// One category `synthetic_tile`, 128 px, 20 train/good, 8 test/good, 8 per defect type,
-    /// the four classic kinds on the gratings texture, no size or contrast variety, seed 0.
+    /// the four classic kinds on the gratings texture, no size or contrast variety, defect scale 1,
+    /// seed 0.
     fn default() -> Self {
         Self {
             category: "synthetic_tile".into(),
@@ -150,6 +154,7 @@ impl Default for SynthConfig {
             kinds: DefectKind::ALL.to_vec(),
             texture: Some(Texture::Gratings),
             variety: 1.0,
+            defect_scale: 1.0,
             seed: 0,
         }
     }
@@ -158,9 +163,9 @@ impl Default for SynthConfig {
 impl SynthConfig {
     /// Checks the values once, before anything is written.
     pub fn validate(&self) -> Result<()> {
-        if !(16..=4096).contains(&self.size) {
+        if !(16..=16384).contains(&self.size) {
             return Err(Error::InvalidConfig(format!(
-                "synthetic image size must be 16..=4096 px, got {}",
+                "synthetic image size must be 16..=16384 px, got {}",
                 self.size
             )));
         }
@@ -177,6 +182,12 @@ impl SynthConfig {
             return Err(Error::InvalidConfig(format!(
                 "synthetic defect variety must be in 1..=8, got {}",
                 self.variety
+            )));
+        }
+        if !(self.defect_scale.is_finite() && self.defect_scale > 0.0 && self.defect_scale <= 4.0) {
+            return Err(Error::InvalidConfig(format!(
+                "synthetic defect scale must be in (0, 4], got {}",
+                self.defect_scale
             )));
         }
         Ok(())
@@ -599,9 +610,15 @@ pub fn write_synthetic_dataset(out: &Path, config: &SynthConfig) -> Result<PathB
                 let ln = config.variety.ln();
                 let scale = rng.range_f32(-ln, ln).exp();
                 let contrast = rng.range_f32(-ln, 0.0).exp();
-                paint_defect_scaled(&mut img, *kind, scale, contrast, &mut rng)
+                paint_defect_scaled(
+                    &mut img,
+                    *kind,
+                    config.defect_scale * scale,
+                    contrast,
+                    &mut rng,
+                )
             } else {
-                paint_defect(&mut img, *kind, &mut rng)
+                paint_defect_scaled(&mut img, *kind, config.defect_scale, 1.0, &mut rng)
             };
             save_rgb(
                 &img,

@@ -1,8 +1,11 @@
 //! Image and mask transforms: resize, crop, conversion to tensors.
 //!
 //! Images are resized with a triangle (bilinear) filter that also averages when shrinking, as PIL
-//! does; masks with nearest neighbour so they stay binary. Input normalisation (mean/std) belongs
-//! to each backbone, which takes `0..=255` RGB.
+//! does. Masks stay binary: [`resize_mask`] (nearest neighbour) is how ground truth is compared
+//! at another size, [`resize_mask_keeping_defects`] (max pooling when shrinking) is how a
+//! support's mask reaches the model's working size without losing a defect pixel. Padding and
+//! tiles read outside the image by mirror reflection ([`crop_reflect`]). Input normalisation
+//! (mean/std) belongs to each backbone, which takes `0..=255` RGB.
 
 use candle_core::{Device, Tensor};
 use image::imageops::{self, FilterType};
@@ -30,6 +33,111 @@ pub fn resize_mask(mask: &Mask, width: u32, height: u32) -> Mask {
         height,
         FilterType::Nearest,
     ))
+}
+
+/// Resizes a mask so that no defect pixel is lost.
+///
+/// Along an axis that shrinks, an output pixel is defect when any source pixel under it is
+/// (max pooling over the source box `floor(i·in/out) .. ceil((i+1)·in/out)`); along an axis
+/// that grows or keeps its length, each output pixel copies its nearest source pixel. So a
+/// non-empty mask stays non-empty at any size, and at an integer zoom the result is exact.
+pub fn resize_mask_keeping_defects(mask: &Mask, width: u32, height: u32) -> Mask {
+    if (mask.width, mask.height) == (width, height) {
+        return mask.clone();
+    }
+    let xs = source_ranges(mask.width as usize, width as usize);
+    let ys = source_ranges(mask.height as usize, height as usize);
+    let (w_in, w_out) = (mask.width as usize, width as usize);
+    // Rows first (each source row pooled along x), then columns.
+    let mut rows = vec![false; mask.height as usize * w_out];
+    for y in 0..mask.height as usize {
+        let src = &mask.pixels[y * w_in..(y + 1) * w_in];
+        for (x, r) in xs.iter().enumerate() {
+            rows[y * w_out + x] = src[r.clone()].iter().any(|&d| d);
+        }
+    }
+    let mut pixels = vec![false; w_out * height as usize];
+    for (y, r) in ys.iter().enumerate() {
+        for sy in r.clone() {
+            let src = &rows[sy * w_out..(sy + 1) * w_out];
+            for (d, &s) in pixels[y * w_out..(y + 1) * w_out].iter_mut().zip(src) {
+                *d |= s;
+            }
+        }
+    }
+    Mask {
+        width,
+        height,
+        pixels,
+    }
+}
+
+/// The source pixels each output pixel reads along one axis: a box when shrinking, the
+/// nearest pixel otherwise.
+fn source_ranges(len_in: usize, len_out: usize) -> Vec<std::ops::Range<usize>> {
+    (0..len_out)
+        .map(|i| {
+            if len_out > len_in {
+                let s = ((2 * i + 1) * len_in / (2 * len_out)).min(len_in - 1);
+                s..s + 1
+            } else {
+                let start = i * len_in / len_out;
+                let end = ((i + 1) * len_in).div_ceil(len_out).min(len_in);
+                start..end.max(start + 1)
+            }
+        })
+        .collect()
+}
+
+/// Index of the pixel that position `i` reads under half-sample symmetric reflection
+/// (`… c b a | a b c … x y z | z y x …`, as numpy's `symmetric` padding), for any `i`.
+pub fn reflect_index(i: i64, len: usize) -> usize {
+    let period = 2 * len as i64;
+    let m = i.rem_euclid(period);
+    if m < len as i64 {
+        m as usize
+    } else {
+        (period - 1 - m) as usize
+    }
+}
+
+/// The `width x height` window of `image` at `(x, y)`, reading mirror reflections of the image
+/// where the window leaves it (padding and border tiles).
+pub fn crop_reflect(image: &RgbImage, x: i64, y: i64, width: u32, height: u32) -> RgbImage {
+    let (iw, ih) = (image.width() as usize, image.height() as usize);
+    if x >= 0 && y >= 0 && x as usize + width as usize <= iw && y as usize + height as usize <= ih {
+        return imageops::crop_imm(image, x as u32, y as u32, width, height).to_image();
+    }
+    let cols: Vec<usize> = (0..i64::from(width))
+        .map(|dx| reflect_index(x + dx, iw))
+        .collect();
+    let src = image.as_raw();
+    let mut out = Vec::with_capacity(width as usize * height as usize * 3);
+    for dy in 0..i64::from(height) {
+        let row = reflect_index(y + dy, ih) * iw * 3;
+        for &c in &cols {
+            out.extend_from_slice(&src[row + c * 3..row + c * 3 + 3]);
+        }
+    }
+    RgbImage::from_raw(width, height, out).expect("buffer matches the window")
+}
+
+/// [`crop_reflect`] for a mask.
+pub fn crop_reflect_mask(mask: &Mask, x: i64, y: i64, width: u32, height: u32) -> Mask {
+    let (mw, mh) = (mask.width as usize, mask.height as usize);
+    let cols: Vec<usize> = (0..i64::from(width))
+        .map(|dx| reflect_index(x + dx, mw))
+        .collect();
+    let mut pixels = Vec::with_capacity(width as usize * height as usize);
+    for dy in 0..i64::from(height) {
+        let row = reflect_index(y + dy, mh) * mw;
+        pixels.extend(cols.iter().map(|&c| mask.pixels[row + c]));
+    }
+    Mask {
+        width,
+        height,
+        pixels,
+    }
 }
 
 /// Crops the centre `width x height` of an image (clamped to the image).
@@ -119,5 +227,64 @@ mod tests {
         );
         let c = center_crop(&RgbImage::new(10, 6), 4, 4);
         assert_eq!(c.dimensions(), (4, 4));
+    }
+
+    /// A mask with defect pixels at the given `(x, y)`.
+    fn mask_with(width: u32, height: u32, defects: &[(u32, u32)]) -> Mask {
+        let mut m = Mask::empty(width, height);
+        for &(x, y) in defects {
+            m.pixels[(y * width + x) as usize] = true;
+        }
+        m
+    }
+
+    #[test]
+    fn shrinking_a_mask_never_loses_a_defect_pixel() {
+        // One defect pixel anywhere in a 4096 x 256 mask survives 256 x 16 (nearest would keep
+        // only one pixel in 256 of them).
+        for (x, y) in [(0, 0), (4095, 255), (1234, 77), (17, 3)] {
+            let m = mask_with(4096, 256, &[(x, y)]);
+            let r = resize_mask_keeping_defects(&m, 256, 16);
+            assert_eq!(r.defect_pixels(), 1, "({x}, {y})");
+            assert!(r.pixels[(y / 16 * 256 + x / 16) as usize]);
+        }
+        // Non-integer factors: every source pixel falls in at least one output box.
+        for (w, h, ow, oh) in [(7, 5, 3, 2), (100, 33, 9, 7), (5, 5, 4, 4)] {
+            for x in 0..w {
+                for y in 0..h {
+                    let r = resize_mask_keeping_defects(&mask_with(w, h, &[(x, y)]), ow, oh);
+                    assert!(r.defect_pixels() >= 1, "{w}x{h}→{ow}x{oh} at ({x}, {y})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn growing_a_mask_replicates_pixels() {
+        let m = mask_with(4, 3, &[(1, 2), (3, 0)]);
+        let r = resize_mask_keeping_defects(&m, 8, 6);
+        assert_eq!(r, resize_mask(&m, 8, 6));
+        assert_eq!(r.defect_pixels(), 8);
+        // Mixed: wider and shorter.
+        let r = resize_mask_keeping_defects(&mask_with(4, 8, &[(2, 7)]), 8, 2);
+        assert_eq!(r.defect_pixels(), 2);
+        assert!(r.pixels[8 + 4] && r.pixels[8 + 5]);
+    }
+
+    #[test]
+    fn reflection_mirrors_at_both_ends() {
+        let got: Vec<usize> = (-3..8).map(|i| reflect_index(i, 3)).collect();
+        assert_eq!(got, [2, 1, 0, 0, 1, 2, 2, 1, 0, 0, 1]);
+        let img = RgbImage::from_fn(3, 2, |x, y| image::Rgb([x as u8, y as u8, 0]));
+        let padded = crop_reflect(&img, 0, 0, 5, 4);
+        let xs: Vec<u8> = (0..5).map(|x| padded.get_pixel(x, 0)[0]).collect();
+        let ys: Vec<u8> = (0..4).map(|y| padded.get_pixel(0, y)[1]).collect();
+        assert_eq!((xs, ys), (vec![0, 1, 2, 2, 1], vec![0, 1, 1, 0]));
+        assert_eq!(
+            crop_reflect(&img, 1, 0, 2, 2),
+            imageops::crop_imm(&img, 1, 0, 2, 2).to_image()
+        );
+        let m = crop_reflect_mask(&mask_with(3, 2, &[(2, 1)]), 0, 0, 5, 4);
+        assert_eq!(m.defect_pixels(), 4);
     }
 }

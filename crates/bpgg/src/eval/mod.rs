@@ -7,7 +7,8 @@ mod summary;
 mod table;
 
 pub use protocol::{
-    evaluate_category, EpisodeMaps, EpisodeResult, EvalConfig, EvalEvent, EvalReport, SkippedImage,
+    evaluate_category, CompareAt, EpisodeMaps, EpisodeResult, EvalConfig, EvalEvent, EvalReport,
+    SkippedImage,
 };
 pub use stats::{MeanStd, MetricStats};
 pub use summary::{summarize, MetricValues, ScoredImage, Summary};

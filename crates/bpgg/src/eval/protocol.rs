@@ -1,6 +1,6 @@
 //! Running the episode protocol over a category.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -16,8 +16,11 @@ use crate::data::Flip;
 use crate::data::{
     sample_episode, DefectSelection, EpisodeConfig, ImageLimits, MvtecCategory, Sample,
 };
-use crate::model::{fit_features, EncodedSupports, Encoder, ModelConfig};
-use crate::{Error, Result};
+use crate::model::{encode_flipped, stack_flipped, stack_supports};
+use crate::model::{
+    fit_features, EncodedSupports, Encoder, FittedModel, ModelConfig, PreparedImage, TileLayout,
+};
+use crate::{Error, Result, Warning};
 
 /// Queries scored per call.
 const QUERY_BATCH: usize = 16;
@@ -41,11 +44,29 @@ pub struct EvalConfig {
     pub limits: ImageLimits,
     /// Stop at the first image that cannot be read instead of leaving it out.
     pub fail_fast: bool,
+    /// At which size maps and ground truth are compared.
+    pub compare_at: CompareAt,
+}
+
+/// At which size `eval` compares each anomaly map with its ground truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareAt {
+    /// The image's own size: the map is brought back to it as a prediction is (bilinear), the
+    /// ground truth is the mask file itself. The same pixels whatever the model's resolution,
+    /// so settings compare fairly. Default.
+    #[default]
+    Image,
+    /// The model's working size (the usual MVTec protocol at 256 x 256): the ground truth is
+    /// resized by nearest neighbour, as `bpgg score --size` does, so a defect smaller than a
+    /// working pixel may vanish from it.
+    Working,
 }
 
 impl Default for EvalConfig {
     /// The default model; 1 and 5 defect shots with 5 normal shots; seeds 0-4; every type;
-    /// AUPRO to an FPR of [`bpgg_metrics::DEFAULT_FPR_LIMIT`]; unreadable images left out.
+    /// AUPRO to an FPR of [`bpgg_metrics::DEFAULT_FPR_LIMIT`]; unreadable images left out;
+    /// maps compared at the images' own sizes.
     fn default() -> Self {
         Self {
             model: ModelConfig::default(),
@@ -56,6 +77,7 @@ impl Default for EvalConfig {
             fpr_limit: bpgg_metrics::DEFAULT_FPR_LIMIT,
             limits: ImageLimits::default(),
             fail_fast: false,
+            compare_at: CompareAt::default(),
         }
     }
 }
@@ -91,6 +113,9 @@ pub struct EvalReport {
     pub ms_per_query: BTreeMap<usize, f64>,
     /// Images left out because they could not be read (never with `fail_fast`).
     pub skipped: Vec<SkippedImage>,
+    /// What was worked around: an empty `good` folder, defect supports left out because their
+    /// masks have no defect pixel.
+    pub warnings: Vec<Warning>,
 }
 
 /// Progress events for a caller's progress bar.
@@ -100,6 +125,8 @@ pub enum EvalEvent {
     Start { total: usize },
     /// An image (or its mask) could not be read; it is left out of every episode.
     Skipped(SkippedImage),
+    /// Something was worked around (see [`EvalReport::warnings`]); each is sent once.
+    Warning(Warning),
     /// One episode finished.
     Episode(EpisodeResult),
     /// One episode's maps, just before its [`EvalEvent::Episode`]: what reports draw from.
@@ -107,7 +134,8 @@ pub enum EvalEvent {
     Scored(Box<EpisodeMaps>),
 }
 
-/// Everything one episode scored, at the model's image size.
+/// Everything one episode scored, each map with its ground truth at the size of
+/// [`EvalConfig::compare_at`].
 #[derive(Debug, Clone)]
 pub struct EpisodeMaps {
     pub shots: usize,
@@ -124,122 +152,131 @@ pub struct EpisodeMaps {
     pub threshold: f32,
 }
 
-/// Features and resized masks, computed once per image.
+/// What one image became, computed once (every image is read and encoded up front).
+struct Encoded {
+    /// Features of the padded working image, `(1, C, gh, gw)`.
+    features: Tensor,
+    /// Where its tiles lie (working and padded sizes).
+    layout: TileLayout,
+    /// The ground truth at the size maps are compared at ([`CompareAt`]).
+    truth: Mask,
+    /// A defect image's mask as a support sees it: at the padded working size, no defect pixel
+    /// lost (`None` for defect-free images).
+    support_mask: Option<Mask>,
+}
+
+/// Every image of the category, encoded once.
 struct Cache<'a> {
     encoder: &'a Encoder,
+    model: &'a ModelConfig,
+    compare_at: CompareAt,
+    images: HashMap<PathBuf, Encoded>,
     limits: ImageLimits,
-    features: HashMap<PathBuf, Tensor>,
-    /// Features of flipped copies of support images (encoded when a support first needs them;
-    /// support-side work, not counted in the per-query time).
+    /// Features of flipped copies of support images, aligned to the original's cells
+    /// ([`encode_flipped`]; encoded when a support first needs them: support-side work, not
+    /// counted in the per-query time).
     flipped: HashMap<(PathBuf, Flip), Tensor>,
-    masks: HashMap<PathBuf, Tensor>,
-    /// Ground truth at the model size, decoded once per image (queries recur across seeds).
-    truths: HashMap<PathBuf, Mask>,
     encode_seconds: f64,
     encoded: usize,
 }
 
 impl Cache<'_> {
-    /// `(n, C, h, w)` for the samples, encoding those not seen yet in batches.
-    fn features(&mut self, samples: &[Sample]) -> Result<Tensor> {
-        let missing: Vec<&Sample> = samples
-            .iter()
-            .filter(|s| !self.features.contains_key(&s.image))
-            .collect();
-        for chunk in missing.chunks(QUERY_BATCH) {
-            let images = chunk
-                .iter()
-                .map(|s| load_rgb(&s.image, self.limits))
-                .collect::<Result<Vec<_>>>()?;
-            let start = Instant::now();
-            let feats = self.encoder.encode(&images)?;
-            self.encode_seconds += start.elapsed().as_secs_f64();
-            self.encoded += chunk.len();
-            for (i, s) in chunk.iter().enumerate() {
-                self.features
-                    .insert(s.image.clone(), feats.narrow(0, i, 1)?);
-            }
+    /// `(1, C, gh, gw)` features of a support's image seen in `flip`, aligned to its cells.
+    fn flipped_features(&mut self, sample: &Sample, flip: Flip) -> Result<Tensor> {
+        let key = (sample.image.clone(), flip);
+        if let Some(t) = self.flipped.get(&key) {
+            return Ok(t.clone());
         }
-        let parts: Vec<Tensor> = samples
-            .iter()
-            .map(|s| self.features[&s.image].clone())
-            .collect();
-        Ok(Tensor::cat(&parts, 0)?)
+        let image = load_rgb(&sample.image, self.limits)?;
+        let prepared = PreparedImage::new(&image, &self.model.size, self.model.tile.as_ref())?;
+        let grid = encode_flipped(self.encoder, &prepared, flip)?;
+        self.flipped.insert(key, grid.clone());
+        Ok(grid)
     }
 
-    /// `(n, C, h, w)` features of the samples' images flipped by `flip`.
-    fn flipped_features(&mut self, samples: &[Sample], flip: Flip) -> Result<Tensor> {
-        let missing: Vec<&Sample> = samples
-            .iter()
-            .filter(|s| !self.flipped.contains_key(&(s.image.clone(), flip)))
-            .collect();
-        for chunk in missing.chunks(QUERY_BATCH) {
-            let images = chunk
-                .iter()
-                .map(|s| Ok(flip.image(&load_rgb(&s.image, self.limits)?)))
-                .collect::<Result<Vec<_>>>()?;
-            let feats = self.encoder.encode(&images)?;
-            for (i, s) in chunk.iter().enumerate() {
-                self.flipped
-                    .insert((s.image.clone(), flip), feats.narrow(0, i, 1)?);
-            }
-        }
-        let parts: Vec<Tensor> = samples
-            .iter()
-            .map(|s| self.flipped[&(s.image.clone(), flip)].clone())
-            .collect();
-        Ok(Tensor::cat(&parts, 0)?)
-    }
-
-    /// Encodes already decoded images of `samples` (one batch) into the cache.
-    fn insert_encoded(&mut self, samples: &[&Sample], images: &[image::RgbImage]) -> Result<()> {
-        if samples.is_empty() {
-            return Ok(());
-        }
-        let start = Instant::now();
-        let feats = self.encoder.encode(images)?;
-        self.encode_seconds += start.elapsed().as_secs_f64();
-        self.encoded += samples.len();
+    /// Reads, prepares and encodes a chunk of samples. An image that cannot be read (or is too
+    /// large for the model's settings) comes back as its error, the others are encoded; a
+    /// failure of the encoder itself is returned as the error.
+    fn encode_chunk(
+        &mut self,
+        samples: &[Sample],
+        limits: ImageLimits,
+    ) -> Result<Vec<(usize, Error)>> {
+        let mut failed = Vec::new();
+        let mut ready: Vec<(usize, PreparedImage, Mask, Option<Mask>)> = Vec::new();
         for (i, s) in samples.iter().enumerate() {
-            self.features
-                .insert(s.image.clone(), feats.narrow(0, i, 1)?);
-        }
-        Ok(())
-    }
-
-    /// The ground truth of a sample at `size x size`.
-    fn mask(&mut self, sample: &Sample, size: u32) -> Result<Mask> {
-        if let Some(m) = self.truths.get(&sample.image) {
-            return Ok(m.clone());
-        }
-        let (w, h) = crate::data::image_io::image_dimensions(&sample.image)?;
-        let mask = match &sample.mask {
-            Some(p) => load_mask(p, Some((w, h)), self.limits)?,
-            None => Mask::empty(w, h),
-        };
-        let mask = resize_mask(&mask, size, size);
-        self.truths.insert(sample.image.clone(), mask.clone());
-        Ok(mask)
-    }
-
-    /// `(k, 1, size, size)` masks of defect supports.
-    fn support_masks(&mut self, samples: &[Sample], size: u32) -> Result<Tensor> {
-        let mut parts = Vec::with_capacity(samples.len());
-        for s in samples {
-            if !self.masks.contains_key(&s.image) {
-                let m = self.mask(s, size)?;
-                if m.defect_pixels() == 0 {
-                    return Err(Error::invalid_data(
-                        s.mask.as_ref().unwrap_or(&s.image),
-                        format!("defect support mask is empty at {size}x{size}"),
-                    ));
-                }
-                let t = mask_to_tensor(&m, self.encoder.device())?;
-                self.masks.insert(s.image.clone(), t);
+            let read = (|| -> Result<(PreparedImage, Mask, Option<Mask>)> {
+                let image = load_rgb(&s.image, limits)?;
+                let prepared =
+                    PreparedImage::new(&image, &self.model.size, self.model.tile.as_ref())
+                        .map_err(|e| match e {
+                            Error::InvalidConfig(problem) => Error::invalid_data(&s.image, problem),
+                            e => e,
+                        })?;
+                let (w, h) = prepared.layout.work;
+                let (cw, ch) = match self.compare_at {
+                    CompareAt::Image => image.dimensions(),
+                    CompareAt::Working => (w, h),
+                };
+                let (truth, support) = match &s.mask {
+                    Some(p) => {
+                        let mask = load_mask(p, Some(image.dimensions()), limits)?;
+                        let support = prepared.layout.prepare_mask(&mask);
+                        (resize_mask(&mask, cw, ch), Some(support))
+                    }
+                    None => (Mask::empty(cw, ch), None),
+                };
+                Ok((prepared, truth, support))
+            })();
+            match read {
+                Ok((p, t, m)) => ready.push((i, p, t, m)),
+                Err(e) => failed.push((i, e)),
             }
-            parts.push(self.masks[&s.image].clone());
         }
-        Ok(Tensor::stack(&parts, 0)?)
+        // Images encoded whole at one size share backbone batches; tiled ones go one by one.
+        let start = Instant::now();
+        let mut k = 0;
+        while k < ready.len() {
+            let single = |r: &(usize, PreparedImage, Mask, Option<Mask>)| {
+                (r.1.layout.len() == 1).then_some(r.1.layout.tile)
+            };
+            let mut end = k + 1;
+            if let Some(size) = single(&ready[k]) {
+                while end < ready.len() && single(&ready[end]) == Some(size) {
+                    end += 1;
+                }
+            }
+            let feats = if end - k > 1 {
+                let tiles: Vec<_> = ready[k..end].iter().map(|r| r.1.tile(0)).collect();
+                self.encoder.encode(&tiles)?
+            } else {
+                self.encoder.encode_prepared(&ready[k].1)?
+            };
+            for (j, (i, prepared, truth, support_mask)) in ready[k..end].iter().enumerate() {
+                self.images.insert(
+                    samples[*i].image.clone(),
+                    Encoded {
+                        features: feats.narrow(0, j, 1)?,
+                        layout: prepared.layout.clone(),
+                        truth: truth.clone(),
+                        support_mask: support_mask.clone(),
+                    },
+                );
+                self.encoded += 1;
+            }
+            k = end;
+        }
+        self.encode_seconds += start.elapsed().as_secs_f64();
+        Ok(failed)
+    }
+
+    fn get(&self, sample: &Sample) -> Result<&Encoded> {
+        self.images.get(&sample.image).ok_or_else(|| {
+            Error::invalid_data(
+                &sample.image,
+                "image was not encoded (it could not be read)",
+            )
+        })
     }
 }
 
@@ -260,14 +297,21 @@ pub fn evaluate_category(
     let types = types_to_evaluate(category, config)?;
     let mut cache = Cache {
         encoder,
+        model: &config.model,
+        compare_at: config.compare_at,
+        images: HashMap::new(),
         limits: config.limits,
-        features: HashMap::new(),
         flipped: HashMap::new(),
-        masks: HashMap::new(),
-        truths: HashMap::new(),
         encode_seconds: 0.0,
         encoded: 0,
     };
+    let mut warnings = Warnings {
+        list: category.warnings.clone(),
+        left_out: HashSet::new(),
+    };
+    for w in &warnings.list {
+        on_event(EvalEvent::Warning(w.clone()));
+    }
     let (usable, skipped) = cache.encode_pool(category, &types, config, &mut on_event)?;
 
     on_event(EvalEvent::Start {
@@ -277,7 +321,19 @@ pub fn evaluate_category(
     for &shots in &config.shots {
         for t in &types {
             for &seed in &config.seeds {
-                let (result, maps) = run_episode(&mut cache, &usable, config, t, shots, seed)?;
+                let draw = EpisodeDraw {
+                    defect_type: t,
+                    shots,
+                    seed,
+                };
+                let (result, maps) = run_episode(
+                    &mut cache,
+                    &usable,
+                    config,
+                    draw,
+                    &mut warnings,
+                    &mut on_event,
+                )?;
                 on_event(EvalEvent::Scored(Box::new(maps)));
                 on_event(EvalEvent::Episode(result.clone()));
                 episodes.push(result);
@@ -286,6 +342,7 @@ pub fn evaluate_category(
     }
     let mut report = aggregate(&usable.name, episodes, &types, &config.seeds);
     report.skipped = skipped;
+    report.warnings = warnings.list;
     Ok(report)
 }
 
@@ -324,7 +381,6 @@ impl Cache<'_> {
         config: &EvalConfig,
         on_event: &mut impl FnMut(EvalEvent),
     ) -> Result<(MvtecCategory, Vec<SkippedImage>)> {
-        let size = config.model.image_size;
         let mut pool: Vec<Sample> = category.train_good.clone();
         pool.extend(category.test_good().iter().cloned());
         for t in types {
@@ -332,32 +388,19 @@ impl Cache<'_> {
         }
         let mut skipped = Vec::new();
         for chunk in pool.chunks(QUERY_BATCH) {
-            let mut readable = Vec::with_capacity(chunk.len());
-            let mut images = Vec::with_capacity(chunk.len());
-            for s in chunk {
-                let read = load_rgb(&s.image, config.limits).and_then(|img| {
-                    self.mask(s, size)?;
-                    Ok(img)
-                });
-                match read {
-                    Ok(img) => {
-                        readable.push(s);
-                        images.push(img);
-                    }
-                    Err(e) if !config.fail_fast => {
-                        let skip = SkippedImage {
-                            path: s.image.clone(),
-                            error: e.to_string(),
-                        };
-                        on_event(EvalEvent::Skipped(skip.clone()));
-                        skipped.push(skip);
-                    }
-                    Err(e) => return Err(e),
+            for (i, e) in self.encode_chunk(chunk, config.limits)? {
+                if config.fail_fast {
+                    return Err(e);
                 }
+                let skip = SkippedImage {
+                    path: chunk[i].image.clone(),
+                    error: e.to_string(),
+                };
+                on_event(EvalEvent::Skipped(skip.clone()));
+                skipped.push(skip);
             }
-            self.insert_encoded(&readable, &images)?;
         }
-        let broken: std::collections::HashSet<&PathBuf> = skipped.iter().map(|s| &s.path).collect();
+        let broken: HashSet<&PathBuf> = skipped.iter().map(|s| &s.path).collect();
         let mut usable = category.clone();
         usable.train_good.retain(|s| !broken.contains(&s.image));
         for samples in usable.test.values_mut() {
@@ -367,17 +410,36 @@ impl Cache<'_> {
     }
 }
 
-/// One episode: draw supports and queries, fit on the cached support features, score the
-/// queries and compute the episode's metrics on its defect type.
+/// Which episode to run.
+#[derive(Clone, Copy)]
+struct EpisodeDraw<'a> {
+    defect_type: &'a str,
+    shots: usize,
+    seed: u64,
+}
+
+/// The run's warnings, and the defect supports already warned about (each is named once).
+struct Warnings {
+    list: Vec<Warning>,
+    left_out: HashSet<PathBuf>,
+}
+
+/// One episode: draw supports and queries, fit on the cached support features (a defect
+/// support whose mask has no defect pixel left is left out with a warning), score the queries
+/// and compute the episode's metrics on its defect type.
 fn run_episode(
     cache: &mut Cache<'_>,
     category: &MvtecCategory,
     config: &EvalConfig,
-    defect_type: &str,
-    shots: usize,
-    seed: u64,
+    draw: EpisodeDraw<'_>,
+    warnings: &mut Warnings,
+    on_event: &mut impl FnMut(EvalEvent),
 ) -> Result<(EpisodeResult, EpisodeMaps)> {
-    let size = config.model.image_size;
+    let EpisodeDraw {
+        defect_type,
+        shots,
+        seed,
+    } = draw;
     let episode = sample_episode(
         category,
         &DefectSelection::Type(defect_type.to_string()),
@@ -387,28 +449,54 @@ fn run_episode(
             seed,
         },
     )?;
-    let defects = if shots > 0 {
-        let f = cache.features(&episode.defect_support)?;
-        let m = cache.support_masks(&episode.defect_support, size)?;
-        Some((f, m))
-    } else {
-        None
-    };
-    let normals = if config.normal_shots > 0 {
-        Some(cache.features(&episode.normal_support)?)
-    } else {
-        None
-    };
+    let mut defect_feats = Vec::with_capacity(shots);
+    let mut defect_masks = Vec::with_capacity(shots);
+    for s in &episode.defect_support {
+        let encoded = cache.get(s)?;
+        let mask = encoded
+            .support_mask
+            .as_ref()
+            .filter(|m| m.defect_pixels() > 0);
+        let Some(mask) = mask else {
+            if warnings.left_out.insert(s.image.clone()) {
+                let w = Warning::new(
+                    s.mask.as_ref().unwrap_or(&s.image),
+                    "defect support left out: its mask has no defect pixel",
+                );
+                on_event(EvalEvent::Warning(w.clone()));
+                warnings.list.push(w);
+            }
+            continue;
+        };
+        defect_feats.push(encoded.features.clone());
+        defect_masks.push(mask_to_tensor(mask, cache.encoder.device())?.unsqueeze(0)?);
+    }
+    let normal_feats = episode
+        .normal_support
+        .iter()
+        .map(|s| Ok(cache.get(s)?.features.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    let (defects, normals) = stack_supports(&defect_feats, &defect_masks, &normal_feats)?;
     let flipped = if config.model.flip_supports {
-        let supports: Vec<Sample> = episode
+        let used: Vec<Sample> = episode
             .defect_support
             .iter()
+            .filter(|s| !warnings.left_out.contains(&s.image))
             .chain(&episode.normal_support)
             .cloned()
             .collect();
         Flip::BOTH
             .iter()
-            .map(|&flip| Ok((flip, cache.flipped_features(&supports, flip)?)))
+            .map(|&flip| {
+                let grids = used
+                    .iter()
+                    .map(|s| cache.flipped_features(s, flip))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((
+                    flip,
+                    stack_flipped(&grids, flip, &defect_feats, &normal_feats)?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?
     } else {
         Vec::new()
@@ -421,26 +509,7 @@ fn run_episode(
             flipped,
         },
     )?;
-    let mut scored = Vec::with_capacity(episode.queries.len());
-    let mut score_seconds = 0.0;
-    for chunk in episode.queries.chunks(QUERY_BATCH) {
-        let feats = cache.features(chunk)?;
-        let start = Instant::now();
-        let out = model.score(&feats)?;
-        let flat = out.maps.flatten_all()?.to_vec1::<f32>()?;
-        score_seconds += start.elapsed().as_secs_f64();
-        let n = (size * size) as usize;
-        for (i, s) in chunk.iter().enumerate() {
-            scored.push(ScoredImage {
-                defect_type: s.defect_type.clone(),
-                width: size as usize,
-                height: size as usize,
-                map: flat[i * n..(i + 1) * n].to_vec(),
-                mask: cache.mask(s, size)?.pixels,
-                image_score: out.image_scores[i],
-            });
-        }
-    }
+    let (scored, score_seconds) = score_queries(cache, &model, &episode.queries)?;
     let summary = summarize(&scored, config.fpr_limit)?;
     let metrics = summary.per_type.get(defect_type).copied().ok_or_else(|| {
         Error::invalid_data(
@@ -467,6 +536,63 @@ fn run_episode(
         threshold: model.threshold,
     };
     Ok((result, maps))
+}
+
+/// Scores the queries (those of one padded size together), each map brought to its ground
+/// truth's size ([`CompareAt`]). Returns the maps and the seconds spent scoring.
+fn score_queries(
+    cache: &Cache<'_>,
+    model: &FittedModel,
+    queries: &[Sample],
+) -> Result<(Vec<ScoredImage>, f64)> {
+    let mut scored = Vec::with_capacity(queries.len());
+    let mut score_seconds = 0.0;
+    let mut q = 0;
+    while q < queries.len() {
+        let padded = cache.get(&queries[q])?.layout.padded;
+        let mut end = q + 1;
+        while end < queries.len()
+            && end - q < QUERY_BATCH
+            && cache.get(&queries[end])?.layout.padded == padded
+        {
+            end += 1;
+        }
+        let chunk = &queries[q..end];
+        let feats = chunk
+            .iter()
+            .map(|s| Ok(cache.get(s)?.features.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let start = Instant::now();
+        let signals = model.signals(&Tensor::cat(&feats, 0)?, None)?;
+        let mut maps = Vec::with_capacity(chunk.len());
+        for (i, s) in chunk.iter().enumerate() {
+            maps.push(model.working_scored_grid(
+                &signals.pixel.narrow(0, i, 1)?,
+                &signals.image.narrow(0, i, 1)?,
+                &cache.get(s)?.layout,
+            )?);
+        }
+        score_seconds += start.elapsed().as_secs_f64();
+        for (s, (map, image_score)) in chunk.iter().zip(maps) {
+            let truth = &cache.get(s)?.truth;
+            let (w, h) = (truth.width as usize, truth.height as usize);
+            let map = if (map.width, map.height) == (w, h) {
+                map
+            } else {
+                map.resized(w, h)
+            };
+            scored.push(ScoredImage {
+                defect_type: s.defect_type.clone(),
+                width: map.width,
+                height: map.height,
+                map: map.data,
+                mask: truth.pixels.clone(),
+                image_score,
+            });
+        }
+        q = end;
+    }
+    Ok((scored, score_seconds))
 }
 
 fn aggregate(
@@ -520,6 +646,7 @@ fn aggregate(
         overall,
         ms_per_query,
         skipped: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 

@@ -61,6 +61,60 @@ fn reflect(i: isize, len: usize) -> usize {
     }
 }
 
+/// The Gaussian kernel of `sigma` truncated at `round(truncate · σ)`, normalised to sum 1,
+/// with its radius.
+fn gaussian_kernel(sigma: f32, truncate: f32) -> (Vec<f64>, isize) {
+    let sigma = sigma as f64;
+    let radius = (truncate as f64 * sigma + 0.5) as isize;
+    let kernel: Vec<f64> = (-radius..=radius)
+        .map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let total: f64 = kernel.iter().sum();
+    (kernel.into_iter().map(|k| k / total).collect(), radius)
+}
+
+/// `gaussian_matrix(out_len) · ResampleMatrix::bilinear(in_len, out_len)` built directly, in
+/// `O(out_len · taps)` time and without the `(out_len, out_len)` Gaussian matrix (400 MB for a
+/// 10000-pixel side).
+fn blurred_bilinear(in_len: usize, out_len: usize, sigma: f32, truncate: f32) -> ResampleMatrix {
+    let up = |o: usize| -> [(usize, f64); 2] {
+        let scale = in_len as f64 / out_len as f64;
+        let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(in_len - 1);
+        let i1 = (i0 + 1).min(in_len - 1);
+        let frac = (src - i0 as f64).clamp(0.0, 1.0);
+        [(i0, 1.0 - frac), (i1, frac)]
+    };
+    let mut weights = vec![0f32; out_len * in_len];
+    if sigma <= 0.0 {
+        for o in 0..out_len {
+            for (i, w) in up(o) {
+                weights[o * in_len + i] += w as f32;
+            }
+        }
+    } else {
+        let (kernel, radius) = gaussian_kernel(sigma, truncate);
+        let mut row = vec![0f64; in_len];
+        for o in 0..out_len {
+            row.iter_mut().for_each(|v| *v = 0.0);
+            for (j, k) in kernel.iter().enumerate() {
+                let src = reflect(o as isize + j as isize - radius, out_len);
+                for (i, w) in up(src) {
+                    row[i] += k * w;
+                }
+            }
+            for (dst, v) in weights[o * in_len..(o + 1) * in_len].iter_mut().zip(&row) {
+                *dst = *v as f32;
+            }
+        }
+    }
+    ResampleMatrix {
+        out_len,
+        in_len,
+        weights,
+    }
+}
+
 /// The `(len, len)` Gaussian smoothing matrix with reflected borders.
 ///
 /// With half-sample reflection the matrix is symmetric and each row sums to 1, so the blur
@@ -69,17 +123,12 @@ fn gaussian_matrix(len: usize, sigma: f32, truncate: f32) -> ResampleMatrix {
     if sigma <= 0.0 {
         return ResampleMatrix::identity(len);
     }
-    let sigma = sigma as f64;
-    let radius = (truncate as f64 * sigma + 0.5) as isize;
-    let kernel: Vec<f64> = (-radius..=radius)
-        .map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let total: f64 = kernel.iter().sum();
+    let (kernel, radius) = gaussian_kernel(sigma, truncate);
     let mut weights = vec![0f32; len * len];
     for i in 0..len {
         for (j, k) in kernel.iter().enumerate() {
             let src = reflect(i as isize + j as isize - radius, len);
-            weights[i * len + src] += (k / total) as f32;
+            weights[i * len + src] += *k as f32;
         }
     }
     ResampleMatrix {
@@ -124,10 +173,8 @@ pub fn to_anomaly_map(
         )));
     }
     let (_, _, h, w) = prob.dims4()?;
-    let rows = gaussian_matrix(out_h, cfg.sigma_px, cfg.truncate)
-        .compose(&ResampleMatrix::bilinear(h, out_h));
-    let cols = gaussian_matrix(out_w, cfg.sigma_px, cfg.truncate)
-        .compose(&ResampleMatrix::bilinear(w, out_w));
+    let rows = blurred_bilinear(h, out_h, cfg.sigma_px, cfg.truncate);
+    let cols = blurred_bilinear(w, out_w, cfg.sigma_px, cfg.truncate);
     apply_separable(&prob.to_dtype(DType::F32)?, &rows, &cols)
 }
 
@@ -214,6 +261,18 @@ mod tests {
         let plain = to_anomaly_map(&p, 32, 24, &no_blur).unwrap();
         let up = resize_bilinear(&p, 32, 24).unwrap();
         assert_eq!(values(&plain), values(&up));
+    }
+
+    #[test]
+    fn the_fused_operator_is_the_blur_matrix_times_the_upsampling() {
+        for (in_len, out_len, sigma) in [(4, 32, 4.0), (32, 256, 4.0), (5, 7, 0.0), (3, 40, 1.5)] {
+            let fused = blurred_bilinear(in_len, out_len, sigma, 4.0);
+            let composed = gaussian_matrix(out_len, sigma, 4.0)
+                .compose(&ResampleMatrix::bilinear(in_len, out_len));
+            for (a, b) in fused.weights.iter().zip(&composed.weights) {
+                assert!((a - b).abs() < 1e-6, "{in_len}->{out_len}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::resolution::{InputSize, TileConfig};
 use crate::backbone::BackboneConfig;
 use crate::baseline::KnnConfig;
 use crate::guidance::{AnomalyMapConfig, HybridConfig, ReverseConfig, DEFAULT_TAU};
@@ -13,11 +14,8 @@ use crate::prototype::{PrototypeConfig, SupportCellsConfig};
 use super::image_score::ImageScoreConfig;
 use crate::{Error, Result};
 
-/// Images are resized to this square side before encoding (the usual MVTec protocol).
-pub const DEFAULT_IMAGE_SIZE: u32 = 256;
-
-/// Checks a square model input side: a multiple of 16 (the deepest stride the features use) in
-/// `32..=4096`.
+/// Checks a square model input side (training's `image_size`): a multiple of 16 (the deepest
+/// stride the features use) in `32..=4096`.
 pub fn validate_image_size(size: u32) -> Result<()> {
     if !(32..=4096).contains(&size) || !size.is_multiple_of(16) {
         return Err(Error::InvalidConfig(format!(
@@ -105,9 +103,18 @@ impl FromStr for Scoring {
 pub struct ModelConfig {
     /// Feature extractor and layers.
     pub backbone: BackboneConfig,
-    /// Square side images are resized to (pixels). JSON key `size` (`image_size` is read too).
-    #[serde(rename = "size", alias = "image_size")]
-    pub image_size: u32,
+
+    // Resolution: how images become model inputs and how maps come back (`model::tiling`).
+    /// The working size every image is resized to: its anomaly map is computed at this size,
+    /// `eval` compares maps and ground truth at it, and predictions are brought back to the
+    /// image's own size from it. JSON `256` (long side), `"640x480"`, `"native"`,
+    /// `{"scale": 0.5}`.
+    pub size: InputSize,
+    /// Cut the working image into overlapping tiles, each encoded on its own, scores stitched
+    /// back (memory bounded whatever the image size); `None` (JSON `null` or absent) encodes
+    /// each working image whole.
+    pub tile: Option<TileConfig>,
+
     /// Which signal scores the query pixels.
     pub scoring: Scoring,
     /// Prototype generation (prototypes per class, normal-source balance).
@@ -140,13 +147,14 @@ pub struct ModelConfig {
 }
 
 impl Default for ModelConfig {
-    /// Embedded EfficientNet-Lite0, 256 px, automatic scoring (hybrid when defect images are
-    /// given), τ = 20, one prototype per class, reverse branch off, σ = 4 px, image score the
-    /// mean of the top 3 cells.
+    /// Embedded EfficientNet-Lite0, long side 256 px, whole images, automatic scoring (hybrid
+    /// when defect images are given), τ = 20, one prototype per class, reverse branch off,
+    /// σ = 4 px, image score the mean of the top 3 cells.
     fn default() -> Self {
         Self {
             backbone: BackboneConfig::default(),
-            image_size: DEFAULT_IMAGE_SIZE,
+            size: InputSize::default(),
+            tile: None,
             scoring: Scoring::Auto,
             prototype: PrototypeConfig::default(),
             tau: DEFAULT_TAU,
@@ -163,9 +171,39 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// The side, in pixels, of the squares the encoder is fed when that does not depend on
+    /// the image: the tile side with tiles, else the long side (`N`, or the larger side of
+    /// `WxH`); `None` for a scale without tiles. A trained head is checked against it.
+    pub fn nominal_side(&self) -> Option<u32> {
+        match (&self.tile, self.size) {
+            (Some(t), _) => Some(t.size),
+            (None, InputSize::LongSide(n)) => Some(n),
+            (None, InputSize::Exact { width, height }) => Some(width.max(height)),
+            (None, InputSize::Scale(_)) => None,
+        }
+    }
+
+    /// The resolution in words: `long side 256 px`, `640x480 px`, `native resolution, tiles
+    /// of 256 px (overlap 32)`, ...
+    pub fn describe_resolution(&self) -> String {
+        let size = match self.size {
+            InputSize::LongSide(n) => format!("long side {n} px"),
+            InputSize::Exact { width, height } => format!("{width}x{height} px"),
+            InputSize::Scale(1.0) => "native resolution".to_string(),
+            InputSize::Scale(s) => format!("{s}x native resolution"),
+        };
+        match &self.tile {
+            Some(t) => format!("{size}, tiles of {} px (overlap {})", t.size, t.overlap),
+            None => size,
+        }
+    }
+
     /// Checks every field once, at the boundary.
     pub fn validate(&self) -> Result<()> {
-        validate_image_size(self.image_size)?;
+        self.size.validate()?;
+        if let Some(tile) = &self.tile {
+            tile.validate()?;
+        }
         crate::guidance::validate_tau(self.tau)?;
         self.prototype.validate()?;
         self.reverse.validate()?;
@@ -195,7 +233,7 @@ mod tests {
                 .unwrap();
         let expected = ModelConfig {
             scoring: Scoring::Knn,
-            image_size: 128,
+            size: InputSize::LongSide(128),
             map: AnomalyMapConfig {
                 sigma_px: 2.0,
                 ..AnomalyMapConfig::default()
@@ -223,18 +261,54 @@ mod tests {
     }
 
     #[test]
-    fn the_old_key_of_the_size_is_read() {
-        let c: ModelConfig = serde_json::from_str(r#"{"image_size": 64}"#).unwrap();
-        assert_eq!(c.image_size, 64);
-        let json = serde_json::to_value(&c).unwrap();
-        assert_eq!(json["size"], 64);
+    fn resolution_reads_naturally_in_json() {
+        let c: ModelConfig =
+            serde_json::from_str(r#"{"size": "native", "tile": {"size": 512, "overlap": 64}}"#)
+                .unwrap();
+        assert_eq!(c.size, InputSize::NATIVE);
+        assert_eq!(
+            c.tile,
+            Some(TileConfig {
+                size: 512,
+                overlap: 64
+            })
+        );
+        let c: ModelConfig =
+            serde_json::from_str(r#"{"size": "640x480", "tile": {"size": 128}}"#).unwrap();
+        assert_eq!(
+            c.size,
+            InputSize::Exact {
+                width: 640,
+                height: 480
+            }
+        );
+        assert_eq!(c.tile.unwrap().overlap, TileConfig::default().overlap);
+        let json = serde_json::to_value(ModelConfig::default()).unwrap();
+        assert_eq!(
+            (json["size"].clone(), json["tile"].clone()),
+            (256.into(), serde_json::Value::Null)
+        );
+        for bad in [
+            r#"{"size": "big"}"#,
+            r#"{"tile": {"side": 64}}"#,
+            r#"{"image_size": 64}"#,
+        ] {
+            assert!(serde_json::from_str::<ModelConfig>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn validate_checks_every_stage() {
         let bad = [
             ModelConfig {
-                image_size: 100,
+                size: InputSize::LongSide(8000),
+                ..ModelConfig::default()
+            },
+            ModelConfig {
+                tile: Some(TileConfig {
+                    size: 100,
+                    overlap: 0,
+                }),
                 ..ModelConfig::default()
             },
             ModelConfig {

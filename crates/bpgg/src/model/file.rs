@@ -17,8 +17,11 @@ use crate::{Error, Result};
 
 /// The `bpgg_format` metadata value of a model file.
 pub const MODEL_FORMAT: &str = "bpgg-model";
-/// The model-file version this build writes and reads (2: defect memory bank, image threshold).
-pub const MODEL_VERSION: u32 = 2;
+/// The model-file version this build writes (3: `size` as a resolution setting and `tile`). It
+/// reads versions 1 to 3: version 2 added the defect memory bank and the image threshold, and
+/// versions 1 and 2 stored a square `size` (read as the exact size it meant, see
+/// [`upgrade_config`]).
+pub const MODEL_VERSION: u32 = 3;
 
 const DEFECT: &str = "prototypes.defect";
 const NORMAL: &str = "prototypes.normal";
@@ -103,17 +106,21 @@ impl FittedModel {
             return Err(bad("not a bpgg model file (no bpgg-model header)".into()));
         }
         let version = meta.get("bpgg_version").map(String::as_str).unwrap_or("?");
-        if version != MODEL_VERSION.to_string() {
-            return Err(bad(format!(
-                "model file version {version}, this bpgg reads version {MODEL_VERSION}; refit it"
-            )));
-        }
+        let version = match version.parse::<u32>() {
+            Ok(v @ 1..=MODEL_VERSION) => v,
+            _ => {
+                return Err(bad(format!(
+                    "model file version {version}, this bpgg reads versions 1 to \
+                     {MODEL_VERSION}; refit it"
+                )))
+            }
+        };
         let mut config: serde_json::Value = serde_json::from_str(
             meta.get("config")
                 .ok_or_else(|| bad("model file has no config".into()))?,
         )
         .map_err(|e| bad(format!("model config is invalid: {e}")))?;
-        upgrade_config(&mut config);
+        upgrade_config(&mut config, version);
         let config: ModelConfig = serde_json::from_value(config)
             .map_err(|e| bad(format!("model config is invalid: {e}")))?;
         config
@@ -133,8 +140,13 @@ impl FittedModel {
             return Err(bad("model config has no concrete scoring".into()));
         }
         let threshold = number("threshold")?.ok_or_else(|| bad("model has no threshold".into()))?;
-        let image_threshold =
-            number("image_threshold")?.ok_or_else(|| bad("model has no image threshold".into()))?;
+        // Version 1 had no image threshold: its verdict compared the image score with the pixel
+        // threshold, which stands in for it.
+        let image_threshold = match (number("image_threshold")?, version) {
+            (Some(t), _) => t,
+            (None, 1) => threshold,
+            (None, _) => return Err(bad("model has no image threshold".into())),
+        };
         let threshold_rule = meta
             .get("threshold_rule")
             .and_then(|v| serde_json::from_str(v).ok())
@@ -248,10 +260,25 @@ fn all_finite(tensor: &Tensor) -> Result<bool> {
     Ok(values.to_vec1::<f32>()?.iter().all(|v| v.is_finite()))
 }
 
-/// Brings the configuration of an older model file of this version to today's shape: files
-/// written before the reverse branch used the model's τ carried a copy of it in `reverse.tau`.
-fn upgrade_config(config: &mut serde_json::Value) {
-    if let Some(reverse) = config.get_mut("reverse").and_then(|r| r.as_object_mut()) {
+/// Brings the configuration of an older model file to today's shape:
+/// - versions 1 and 2 resized every image to a square: their `size` (or, older, `image_size`)
+///   `N` meant exactly `N x N`, which is `"NxN"` today (a plain number now means the long side);
+/// - files written before the reverse branch used the model's τ carried a copy of it in
+///   `reverse.tau`.
+fn upgrade_config(config: &mut serde_json::Value, version: u32) {
+    let Some(object) = config.as_object_mut() else {
+        return;
+    };
+    if let Some(reverse) = object.get_mut("reverse").and_then(|r| r.as_object_mut()) {
         reverse.remove("tau");
+    }
+    if version <= 2 {
+        let square = object
+            .remove("image_size")
+            .or_else(|| object.remove("size"))
+            .and_then(|v| v.as_u64());
+        if let Some(n) = square {
+            object.insert("size".into(), format!("{n}x{n}").into());
+        }
     }
 }

@@ -7,13 +7,14 @@ use super::config::{ModelConfig, Scoring};
 use super::encoder::Encoder;
 use super::fitted::{BankDistances, FittedModel, ThresholdRule};
 use super::image_score::{image_threshold, top_mean};
+use super::tiling::{max_hw, stack_reflect, PreparedImage};
 use crate::baseline::{bank_of, leave_one_out_distances, BankSource};
 use crate::data::image_io::{load_mask, load_rgb, ImageLimits, Mask};
-use crate::data::transform::{mask_to_tensor, resize_mask};
+use crate::data::transform::{crop_reflect, mask_to_tensor};
 use crate::data::{Flip, Sample};
 use crate::guidance::knn_scale_from_normal;
 use crate::prototype::{background_cells, build_prototypes, defect_cells, mask_to_grid};
-use crate::{Error, Result};
+use crate::{Error, Result, Warning};
 
 /// The support set of an episode: defect images with masks and normal images.
 #[derive(Debug, Clone, Default)]
@@ -26,8 +27,14 @@ pub struct SupportSet {
 
 impl SupportSet {
     /// Reads the images (and the defect images' masks) of samples from a data set, checking
-    /// each mask against its image. Defect samples without a mask are refused.
-    pub fn load(defects: &[Sample], normals: &[Sample], limits: ImageLimits) -> Result<Self> {
+    /// each mask against its image. Defect samples without a mask are refused; a defect sample
+    /// whose mask has no defect pixel is left out with a warning (see
+    /// [`SupportSet::remove_empty_masks`]).
+    pub fn load(
+        defects: &[Sample],
+        normals: &[Sample],
+        limits: ImageLimits,
+    ) -> Result<(Self, Vec<Warning>)> {
         let mut set = SupportSet::default();
         for s in defects {
             let image = load_rgb(&s.image, limits)?;
@@ -45,7 +52,25 @@ impl SupportSet {
             set.normals
                 .push((s.image.display().to_string(), load_rgb(&s.image, limits)?));
         }
-        Ok(set)
+        let warnings = set.remove_empty_masks();
+        Ok((set, warnings))
+    }
+
+    /// Leaves out the defect supports whose mask has no defect pixel (nothing to learn a defect
+    /// from), with one warning naming each.
+    pub fn remove_empty_masks(&mut self) -> Vec<Warning> {
+        let mut warnings = Vec::new();
+        self.defects.retain(|(name, _, mask)| {
+            let keep = mask.defect_pixels() > 0;
+            if !keep {
+                warnings.push(Warning::new(
+                    name,
+                    "defect support left out: its mask has no defect pixel (none > 127)",
+                ));
+            }
+            keep
+        });
+        warnings
     }
 }
 
@@ -53,13 +78,6 @@ impl SupportSet {
 /// the thresholds are chosen).
 pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Result<FittedModel> {
     config.validate()?;
-    if encoder.image_size() != config.image_size {
-        return Err(Error::InvalidConfig(format!(
-            "encoder image size {} differs from the model's {}",
-            encoder.image_size(),
-            config.image_size
-        )));
-    }
     let (k, n) = (supports.defects.len(), supports.normals.len());
     let config = &ModelConfig {
         scoring: config.scoring.resolve(k > 0),
@@ -77,10 +95,9 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
     if k == 0 && n == 0 {
         return Err(Error::InvalidConfig("no support images".into()));
     }
-    let size = config.image_size;
-    let device = encoder.device();
-
+    let mut defect_feats = Vec::with_capacity(k);
     let mut defect_masks = Vec::with_capacity(k);
+    let mut defect_prepared = Vec::with_capacity(k);
     for (name, image, mask) in &supports.defects {
         if (mask.width, mask.height) != image.dimensions() {
             return Err(Error::invalid_data(
@@ -97,40 +114,48 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
         if mask.defect_pixels() == 0 {
             return Err(Error::invalid_data(
                 name,
-                "mask of a defect support is empty (no pixel > 127)",
+                "mask of a defect support is empty (no pixel > 127); leave it out \
+                 (SupportSet::remove_empty_masks)",
             ));
         }
-        let resized = resize_mask(mask, size, size);
-        // A defect smaller than one resized pixel would vanish: keep it at nearest's mercy
-        // only if something survives, else refuse rather than learn nothing.
-        if resized.defect_pixels() == 0 {
-            return Err(Error::invalid_data(
-                name,
-                format!(
-                    "the defect vanishes when the mask is resized to {size}x{size}; use a larger \
-                     image size"
-                ),
-            ));
-        }
-        defect_masks.push(mask_to_tensor(&resized, device)?);
+        let prepared = PreparedImage::new(image, &config.size, config.tile.as_ref())?;
+        defect_feats.push(encoder.encode_prepared(&prepared)?);
+        let m = prepared.layout.prepare_mask(mask);
+        defect_masks.push(mask_to_tensor(&m, encoder.device())?.unsqueeze(0)?);
+        defect_prepared.push(prepared);
     }
-    let defect_images: Vec<RgbImage> = supports.defects.iter().map(|(_, i, _)| i.clone()).collect();
-    let normal_images: Vec<RgbImage> = supports.normals.iter().map(|(_, i)| i.clone()).collect();
+    let normal_prepared = supports
+        .normals
+        .iter()
+        .map(|(_, image)| PreparedImage::new(image, &config.size, config.tile.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+    let normal_feats = normal_prepared
+        .iter()
+        .map(|p| encoder.encode_prepared(p))
+        .collect::<Result<Vec<_>>>()?;
+    let (defects, normals) = stack_supports(&defect_feats, &defect_masks, &normal_feats)?;
+    let flipped = if config.flip_supports {
+        let all: Vec<&PreparedImage> = defect_prepared.iter().chain(&normal_prepared).collect();
+        Flip::BOTH
+            .iter()
+            .map(|&flip| {
+                let grids = all
+                    .iter()
+                    .map(|p| encode_flipped(encoder, p, flip))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((
+                    flip,
+                    stack_flipped(&grids, flip, &defect_feats, &normal_feats)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     let encoded = EncodedSupports {
-        defects: if k > 0 {
-            Some((
-                encoder.encode(&defect_images)?,
-                Tensor::stack(&defect_masks, 0)?,
-            ))
-        } else {
-            None
-        },
-        normals: if n > 0 {
-            Some(encoder.encode(&normal_images)?)
-        } else {
-            None
-        },
-        flipped: encode_flips(encoder, &[defect_images, normal_images].concat(), config)?,
+        defects,
+        normals,
+        flipped,
     };
     let mut model = fit_features(config, &encoded)?;
     model.head = encoder.head().cloned();
@@ -141,34 +166,101 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
 /// image once and assembles these per episode).
 #[derive(Debug, Clone, Default)]
 pub struct EncodedSupports {
-    /// Defect supports: features `(k, C, h, w)` and masks `(k, 1, S, S)`, `S` the model's
-    /// image size.
+    /// Defect supports: features `(k, C, h, w)` and masks `(k, 1, 8h, 8w)` (the padded
+    /// working size, [`super::TileLayout::prepare_mask`]).
     pub defects: Option<(Tensor, Tensor)>,
     /// Normal supports: features `(n, C, h, w)`.
     pub normals: Option<Tensor>,
     /// Features of flipped copies of the supports, one `(k + n, C, h, w)` tensor per flip, the
-    /// defect supports first ([`encode_flips`]); their pixels join the memory banks. Empty:
+    /// defect supports first ([`encode_flipped`], [`stack_flipped`]); their pixels join the memory banks. Empty:
     /// no copies.
     pub flipped: Vec<(Flip, Tensor)>,
 }
 
-/// The features of the flipped copies of `images` that `config` asks for
-/// ([`ModelConfig::flip_supports`]): one `(len, C, h, w)` tensor per flip, or nothing.
-pub fn encode_flips(
+/// The features of a prepared support seen in a mirror, brought back to the original's cells:
+/// the padded working image is flipped and encoded (so its grid is exactly the original's,
+/// mirrored), then the grid is flipped back. Cell `(y, x)` of the result is the mirrored view
+/// of cell `(y, x)` of the original.
+///
+/// # Shapes
+/// - returns `(1, C, gh, gw)`, the original's grid.
+pub(crate) fn encode_flipped(
     encoder: &Encoder,
-    images: &[RgbImage],
-    config: &ModelConfig,
-) -> Result<Vec<(Flip, Tensor)>> {
-    if !config.flip_supports || images.is_empty() {
-        return Ok(Vec::new());
-    }
-    Flip::BOTH
-        .iter()
-        .map(|&flip| {
-            let flipped: Vec<RgbImage> = images.iter().map(|i| flip.image(i)).collect();
-            Ok((flip, encoder.encode(&flipped)?))
-        })
-        .collect()
+    image: &PreparedImage,
+    flip: Flip,
+) -> Result<Tensor> {
+    let (pw, ph) = image.layout.padded;
+    let padded = crop_reflect(&image.input, 0, 0, pw, ph);
+    let mirrored = PreparedImage {
+        input: flip.image(&padded),
+        layout: super::TileLayout {
+            work: image.layout.padded,
+            ..image.layout.clone()
+        },
+    };
+    flip_grid(&encoder.encode_prepared(&mirrored)?, flip)
+}
+
+/// Flips a `(b, C, h, w)` grid left-right or upside-down.
+pub(crate) fn flip_grid(grid: &Tensor, flip: Flip) -> Result<Tensor> {
+    let dim = match flip {
+        Flip::Horizontal => 3,
+        Flip::Vertical => 2,
+    };
+    let n = grid.dim(dim)?;
+    let index = Tensor::from_vec((0..n as u32).rev().collect::<Vec<u32>>(), n, grid.device())?;
+    Ok(grid.index_select(&index, dim)?.contiguous()?)
+}
+
+/// The flipped copies of every support as [`EncodedSupports::flipped`] wants them: the
+/// aligned grids of [`encode_flipped`] (defect supports first) padded like the originals
+/// ([`stack_supports`]) and flipped as one, so that [`Flip::cells`] over the stacked grid
+/// finds the mirror of every cell.
+///
+/// # Shapes
+/// - `grids[i]`: `(1, C, h_i, w_i)`, one per support, as the originals `defect_feats` then
+///   `normal_feats`; returns `(k + n, C, H, W)` with `(H, W)` the originals' stacked grid.
+pub(crate) fn stack_flipped(
+    grids: &[Tensor],
+    flip: Flip,
+    defect_feats: &[Tensor],
+    normal_feats: &[Tensor],
+) -> Result<Tensor> {
+    let all: Vec<Tensor> = defect_feats.iter().chain(normal_feats).cloned().collect();
+    let (h, w) = max_hw(&all)?;
+    flip_grid(&stack_reflect(grids, h, w)?, flip)
+}
+
+/// Stacks encoded supports into the batches [`fit_features`] takes, mirror-padding them to
+/// the largest grid among them when their working sizes differ (an empty list gives `None`).
+///
+/// # Shapes
+/// - `defect_feats[i]`: `(1, C, h_i, w_i)`, `defect_masks[i]`: `(1, 1, 8h_i, 8w_i)`;
+///   `normal_feats[j]`: `(1, C, h_j, w_j)`.
+/// - returns `((k, C, H, W), (k, 1, 8H, 8W))` and `(n, C, H, W)`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn stack_supports(
+    defect_feats: &[Tensor],
+    defect_masks: &[Tensor],
+    normal_feats: &[Tensor],
+) -> Result<(Option<(Tensor, Tensor)>, Option<Tensor>)> {
+    let all: Vec<Tensor> = defect_feats.iter().chain(normal_feats).cloned().collect();
+    let (h, w) = max_hw(&all)?;
+    let stride = crate::backbone::DEFAULT_EMBED_STRIDE;
+    let defects = if defect_feats.is_empty() {
+        None
+    } else {
+        Some((
+            stack_reflect(defect_feats, h, w)?,
+            stack_reflect(defect_masks, h * stride, w * stride)?,
+        ))
+    };
+    let normals = if normal_feats.is_empty() {
+        None
+    } else {
+        Some(stack_reflect(normal_feats, h, w)?)
+    };
+    Ok((defects, normals))
 }
 
 /// Builds the model from already encoded supports (what `eval` uses to encode each image once).
@@ -415,8 +507,8 @@ pub fn fit_features(config: &ModelConfig, supports: &EncodedSupports) -> Result<
     )?;
     let scored = model.finish(&signals)?;
 
-    // The pixel threshold, from the supports' maps.
-    let size = config.image_size as usize;
+    // The pixel threshold, from the supports' maps (at the padded working size the masks
+    // have).
     let maps = scored.maps.flatten_all()?.to_vec1::<f32>()?;
     let mut labels: Vec<bool> = Vec::with_capacity(maps.len());
     if let Some((_, m)) = defects {
@@ -435,7 +527,7 @@ pub fn fit_features(config: &ModelConfig, supports: &EncodedSupports) -> Result<
         model.threshold = maps.iter().copied().fold(f32::MIN, f32::max);
         model.threshold_rule = ThresholdRule::NormalMax;
     }
-    debug_assert_eq!(maps.len(), (k + n) * size * size);
+    debug_assert_eq!(maps.len(), (k + n) * h * w * 64);
 
     // The image threshold, from the supports' image scores: each defect support's whole image
     // (defective), each normal support and each defect support's background alone (normal).

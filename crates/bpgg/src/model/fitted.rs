@@ -64,7 +64,7 @@ pub struct FittedModel {
 /// Anomaly maps with their image scores.
 #[derive(Debug, Clone)]
 pub struct ScoredMaps {
-    /// `(b, 1, S, S)` anomaly maps at the model's image size.
+    /// `(b, 1, 8h, 8w)` anomaly maps at the size of the input the features came from.
     pub maps: Tensor,
     /// One image score per map.
     pub image_scores: Vec<f32>,
@@ -88,13 +88,12 @@ pub(crate) struct BankDistances<'a> {
 impl FittedModel {
     /// Loads the backbone this model was fitted with.
     pub fn encoder(&self, device: &candle_core::Device) -> Result<Encoder> {
-        Ok(
-            Encoder::new(&self.config.backbone, self.config.image_size, device)?
-                .with_head(self.head.clone()),
-        )
+        Ok(Encoder::new(&self.config.backbone, device)?.with_head(self.head.clone()))
     }
 
-    /// Anomaly maps of images of any size, at `image_size x image_size`.
+    /// Anomaly maps of images of any size, each at its working size (see
+    /// [`ModelConfig::size`]); [`FittedModel::predict_images`] brings them to the images' own
+    /// sizes.
     pub fn predict(&self, encoder: &Encoder, images: &[RgbImage]) -> Result<Vec<FloatMap>> {
         Ok(self
             .predict_scored(encoder, images)?
@@ -103,43 +102,42 @@ impl FittedModel {
             .collect())
     }
 
-    /// Anomaly maps of images of any size, at `image_size x image_size`, each with its image
-    /// score.
+    /// Anomaly maps of images of any size, each at its working size, with its image score.
     pub fn predict_scored(
         &self,
         encoder: &Encoder,
         images: &[RgbImage],
     ) -> Result<Vec<(FloatMap, f32)>> {
-        if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        let scored = self.score(&encoder.encode(images)?)?;
-        let (b, _, h, w) = scored.maps.dims4()?;
-        let flat = scored.maps.flatten_all()?.to_vec1::<f32>()?;
-        Ok((0..b)
-            .map(|i| {
-                let map = FloatMap {
-                    width: w,
-                    height: h,
-                    data: flat[i * h * w..(i + 1) * h * w].to_vec(),
-                };
-                (map, scored.image_scores[i])
-            })
-            .collect())
+        let prepared = images
+            .iter()
+            .map(|i| self.prepare(i))
+            .collect::<Result<Vec<_>>>()?;
+        self.working_scored(encoder, &prepared)
     }
 
-    /// Anomaly maps from encoded features.
+    /// Anomaly maps from encoded features, at the size of the input they were encoded from.
     ///
     /// # Shapes
-    /// - `feats`: `(b, C, h, w)` from [`Encoder::encode`]; returns `(b, 1, S, S)`.
+    /// - `feats`: `(b, C, h, w)` from [`Encoder::encode`]; returns `(b, 1, 8h, 8w)`.
     pub fn score_features(&self, feats: &Tensor) -> Result<Tensor> {
         Ok(self.score(feats)?.maps)
+    }
+
+    /// The anomaly map of a pixel signal on the feature grid: upsampled to the input size (the
+    /// grid times the stride) and smoothed.
+    ///
+    /// # Shapes
+    /// - `raw`: `(b, 1, h, w)`; returns `(b, 1, 8h, 8w)`.
+    pub(crate) fn map_from_raw(&self, raw: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = raw.dims4()?;
+        let stride = crate::backbone::DEFAULT_EMBED_STRIDE;
+        to_anomaly_map(raw, h * stride, w * stride, &self.config.map)
     }
 
     /// Anomaly maps and image scores from encoded features.
     ///
     /// # Shapes
-    /// - `feats`: `(b, C, h, w)` from [`Encoder::encode`]; maps are `(b, 1, S, S)`.
+    /// - `feats`: `(b, C, h, w)` from [`Encoder::encode`]; maps are `(b, 1, 8h, 8w)`.
     pub fn score(&self, feats: &Tensor) -> Result<ScoredMaps> {
         let signals = self.signals(feats, None)?;
         self.finish(&signals)
@@ -147,9 +145,8 @@ impl FittedModel {
 
     /// Maps (upsampled and smoothed pixel signal) and image scores of computed signals.
     pub(crate) fn finish(&self, signals: &Signals) -> Result<ScoredMaps> {
-        let size = self.config.image_size as usize;
         Ok(ScoredMaps {
-            maps: to_anomaly_map(&signals.pixel, size, size, &self.config.map)?,
+            maps: self.map_from_raw(&signals.pixel)?,
             image_scores: image_scores(&signals.image, &self.config.image_score)?,
         })
     }

@@ -240,11 +240,12 @@ struct TrainedFor {
 }
 
 /// Loads the trained head of a `bpgg train` checkpoint for a model with this backbone and
-/// image size, refusing a head trained for other features.
+/// image size (see [`super::ModelConfig::nominal_side`]; `None` accepts any), refusing a head
+/// trained for other features.
 pub fn load_head(
     checkpoint: &Path,
     backbone: &BackboneConfig,
-    image_size: u32,
+    image_size: Option<u32>,
     device: &Device,
 ) -> Result<ProjectionHead> {
     let (sd, meta) = read_checkpoint_file(checkpoint)?;
@@ -256,14 +257,15 @@ pub fn load_head(
         .map_err(|e| bad(format!("checkpoint config is invalid: {e}")))?;
     let same_backbone = trained.backbone.kind == backbone.kind
         && trained.backbone.effective_layers() == backbone.effective_layers();
-    if !same_backbone || trained.image_size != image_size {
+    if !same_backbone || image_size.is_some_and(|s| s != trained.image_size) {
         return Err(bad(format!(
-            "was trained on {} ({}) at {} px, not {} ({}) at {image_size} px",
+            "was trained on {} ({}) at {} px, not {} ({}) at {} px",
             trained.backbone.kind,
             trained.backbone.effective_layers().join(","),
             trained.image_size,
             backbone.kind,
             backbone.effective_layers().join(","),
+            image_size.unwrap_or(trained.image_size),
         )));
     }
     ProjectionHead::from_named(checkpoint, |name| {

@@ -3,27 +3,17 @@
 //! service, the Python package) reports these numbers, so they are computed here, once; the
 //! image score itself comes from [`super::image_score`], the rule `bpgg eval` ranks images by.
 
+use candle_core::Tensor;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::encoder::Encoder;
+use super::encoder::{Encoder, ENCODE_BATCH};
 use super::fitted::FittedModel;
+use super::image_score::image_scores;
+use super::tiling::{PreparedImage, Stitcher, TileLayout};
 use crate::data::float_map::FloatMap;
 use crate::data::image_io::Mask;
-use crate::data::transform::resize_image;
 use crate::Result;
-
-/// An image made ready for the model: resized to the model's working size (cheap; a loader
-/// thread can do it while the previous batch is scored), with its own size kept so that the
-/// map can be brought back to it.
-#[derive(Debug, Clone)]
-pub struct PreparedImage {
-    /// The pixels the encoder sees.
-    pub(crate) input: RgbImage,
-    /// The image's own width and height.
-    pub width: u32,
-    pub height: u32,
-}
 
 /// One connected defect region (8-connected pixels at or above the threshold), in image
 /// pixels.
@@ -75,13 +65,17 @@ impl Prediction {
     /// Builds the prediction from the model's map at its working size and the image's score
     /// ([`FittedModel::score`]), for an image of `width x height` pixels.
     pub fn from_model_map(
-        model_map: &FloatMap,
+        model_map: FloatMap,
         image_score: f32,
         width: u32,
         height: u32,
         thresholds: Thresholds,
     ) -> Self {
-        let map = model_map.resized(width as usize, height as usize);
+        let map = if (model_map.width, model_map.height) == (width as usize, height as usize) {
+            model_map
+        } else {
+            model_map.resized(width as usize, height as usize)
+        };
         let mask = map.threshold(thresholds.pixel);
         let regions = regions(&map, &mask);
         Self {
@@ -148,14 +142,10 @@ fn regions(map: &FloatMap, mask: &Mask) -> Vec<Region> {
 }
 
 impl FittedModel {
-    /// Makes an image ready for [`FittedModel::predict_prepared`].
-    pub fn prepare(&self, image: &RgbImage) -> PreparedImage {
-        let size = self.config.image_size;
-        PreparedImage {
-            input: resize_image(image, size, size),
-            width: image.width(),
-            height: image.height(),
-        }
+    /// Makes an image ready for [`FittedModel::predict_prepared`]: resized to its working size,
+    /// its tiles laid out. Fails for an image too large to encode whole without tiles.
+    pub fn prepare(&self, image: &RgbImage) -> Result<PreparedImage> {
+        PreparedImage::new(image, &self.config.size, self.config.tile.as_ref())
     }
 
     /// Predicts prepared images; `threshold` overrides the model's own pixel threshold (the
@@ -170,15 +160,102 @@ impl FittedModel {
             pixel: threshold.unwrap_or(self.threshold),
             image: self.image_threshold,
         };
-        let inputs: Vec<RgbImage> = images.iter().map(|p| p.input.clone()).collect();
-        let scored = self.predict_scored(encoder, &inputs)?;
+        let scored = self.working_scored(encoder, images)?;
         Ok(images
             .iter()
             .zip(scored)
             .map(|(p, (map, score))| {
-                Prediction::from_model_map(&map, score, p.width, p.height, thresholds)
+                Prediction::from_model_map(map, score, p.width(), p.height(), thresholds)
             })
             .collect())
+    }
+
+    /// The anomaly maps of prepared images at their working sizes, with their image scores.
+    /// Tiles (of all the images) are encoded and scored in batches of equally sized tiles and
+    /// their two signals (pixel and image) stitched per image, so memory holds one batch of tile
+    /// features, never a whole image's.
+    pub(crate) fn working_scored(
+        &self,
+        encoder: &Encoder,
+        images: &[PreparedImage],
+    ) -> Result<Vec<(FloatMap, f32)>> {
+        let jobs: Vec<(usize, usize)> = images
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| (0..p.layout.len()).map(move |t| (i, t)))
+            .collect();
+        let mut stitchers: Vec<Stitcher> =
+            images.iter().map(|p| Stitcher::new(&p.layout, 2)).collect();
+        let mut start = 0;
+        while start < jobs.len() {
+            let tile_size = images[jobs[start].0].layout.tile;
+            let mut end = start + 1;
+            while end < jobs.len()
+                && end - start < ENCODE_BATCH
+                && images[jobs[end].0].layout.tile == tile_size
+            {
+                end += 1;
+            }
+            let tiles: Vec<RgbImage> = jobs[start..end]
+                .iter()
+                .map(|&(i, t)| images[i].tile(t))
+                .collect();
+            let signals = self.signals(&encoder.encode(&tiles)?, None)?;
+            let both = Tensor::cat(&[&signals.pixel, &signals.image], 1)?;
+            for (j, &(i, t)) in jobs[start..end].iter().enumerate() {
+                stitchers[i].add(t, &both.narrow(0, j, 1)?)?;
+            }
+            start = end;
+        }
+        images
+            .iter()
+            .zip(stitchers)
+            .map(|(p, s)| {
+                let both = s.finish(encoder.device())?;
+                self.working_scored_grid(&both.narrow(1, 0, 1)?, &both.narrow(1, 1, 1)?, &p.layout)
+            })
+            .collect()
+    }
+
+    /// The anomaly map at the working size and the image score, from the pixel and image
+    /// signals of the padded image's grid. The image score is taken over the cells that cover
+    /// the working image (not the mirrored padding).
+    ///
+    /// # Shapes
+    /// - `pixel`, `image`: `(1, 1, gh, gw)` with `(gh, gw)` = [`TileLayout::grid`].
+    pub(crate) fn working_scored_grid(
+        &self,
+        pixel: &Tensor,
+        image: &Tensor,
+        layout: &TileLayout,
+    ) -> Result<(FloatMap, f32)> {
+        let map = self.working_map(pixel, layout)?;
+        let (_, _, gh, gw) = image.dims4()?;
+        let stride = crate::backbone::DEFAULT_EMBED_STRIDE;
+        let cells_h = (layout.work.1 as usize).div_ceil(stride).clamp(1, gh);
+        let cells_w = (layout.work.0 as usize).div_ceil(stride).clamp(1, gw);
+        let inside = image.narrow(2, 0, cells_h)?.narrow(3, 0, cells_w)?;
+        let score = image_scores(&inside, &self.config.image_score)?[0];
+        Ok((map, score))
+    }
+
+    /// The anomaly map at the working size from the pixel signal of the padded image's grid.
+    ///
+    /// # Shapes
+    /// - `raw`: `(1, 1, gh, gw)` with `(gh, gw)` = [`TileLayout::grid`].
+    pub(crate) fn working_map(&self, raw: &Tensor, layout: &TileLayout) -> Result<FloatMap> {
+        let map = self.map_from_raw(raw)?;
+        let (w, h) = (layout.work.0 as usize, layout.work.1 as usize);
+        let map = if layout.padded == layout.work {
+            map
+        } else {
+            map.narrow(2, 0, h)?.narrow(3, 0, w)?
+        };
+        Ok(FloatMap {
+            width: w,
+            height: h,
+            data: map.flatten_all()?.to_vec1::<f32>()?,
+        })
     }
 
     /// Predicts images of any size; `threshold` overrides the model's own pixel threshold.
@@ -188,7 +265,10 @@ impl FittedModel {
         images: &[RgbImage],
         threshold: Option<f32>,
     ) -> Result<Vec<Prediction>> {
-        let prepared: Vec<PreparedImage> = images.iter().map(|i| self.prepare(i)).collect();
+        let prepared = images
+            .iter()
+            .map(|i| self.prepare(i))
+            .collect::<Result<Vec<_>>>()?;
         self.predict_prepared(encoder, &prepared, threshold)
     }
 }
@@ -213,7 +293,7 @@ mod tests {
             pixel: 0.5,
             image: 0.3,
         };
-        let p = Prediction::from_model_map(&map, 0.35, 4, 3, thresholds);
+        let p = Prediction::from_model_map(map, 0.35, 4, 3, thresholds);
         assert_eq!(p.image_score, 0.35);
         assert!(p.defective, "the verdict takes the image threshold");
         assert_eq!(p.defect_area_px(), 4);
@@ -251,7 +331,7 @@ mod tests {
             pixel: 0.5,
             image: 0.6,
         };
-        let p = Prediction::from_model_map(&map, 0.55, 6, 4, thresholds);
+        let p = Prediction::from_model_map(map.clone(), 0.55, 6, 4, thresholds);
         assert!(
             !p.defective,
             "image score 0.55 is below the image threshold 0.6"
@@ -259,7 +339,7 @@ mod tests {
         assert!(p.regions.is_empty());
         assert_eq!((p.map.width, p.map.height), (6, 4));
         // Whatever the map, the image threshold decides the verdict.
-        let p = Prediction::from_model_map(&map, 0.65, 6, 4, thresholds);
+        let p = Prediction::from_model_map(map, 0.65, 6, 4, thresholds);
         assert!(p.defective && p.regions.is_empty());
     }
 }

@@ -74,6 +74,7 @@ impl ResampleMatrix {
     }
 
     /// The composition `self · inner` (apply `inner` first).
+    #[cfg(test)]
     pub(crate) fn compose(&self, inner: &ResampleMatrix) -> Self {
         debug_assert_eq!(self.in_len, inner.out_len);
         let mut weights = vec![0.0; self.out_len * inner.in_len];
@@ -122,19 +123,15 @@ pub(crate) fn apply_separable(
         )));
     }
     let (oh, ow) = (rows.out_len, cols.out_len);
-    let x = x.contiguous()?;
-    // Width axis: (b·c·h, w) × (w, ow).
+    let x = x.contiguous()?.reshape((b * c, h, w))?;
+    // Height axis first, `(oh, h) × (h, w)` per map, then the width axis on all rows at once,
+    // `(b·c·oh, w) × (w, ow)`: no transposed copy of the (large) output is ever made.
+    let rows_m = Tensor::from_slice(&rows.weights, (oh, h), &Device::Cpu)?
+        .to_dtype(x.dtype())?
+        .to_device(x.device())?;
+    let y = rows_m.broadcast_matmul(&x)?.reshape((b * c * oh, w))?;
     let cols_t = cols.transposed_tensor(x.dtype(), x.device())?;
-    let y = x.reshape((b * c * h, w))?.matmul(&cols_t)?;
-    // Height axis: bring h last, (b·c·ow, h) × (h, oh), then put it back.
-    let y = y
-        .reshape((b * c, h, ow))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((b * c * ow, h))?;
-    let rows_t = rows.transposed_tensor(x.dtype(), x.device())?;
-    let y = y.matmul(&rows_t)?.reshape((b * c, ow, oh))?;
-    Ok(y.transpose(1, 2)?.contiguous()?.reshape((b, c, oh, ow))?)
+    Ok(y.matmul(&cols_t)?.reshape((b, c, oh, ow))?)
 }
 
 fn check_target(op: &str, out_h: usize, out_w: usize) -> Result<()> {

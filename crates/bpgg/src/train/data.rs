@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::image_io::{load_mask, load_rgb, ImageLimits};
 use crate::data::mvtec::{MvtecCategory, Sample};
-use crate::data::transform::{mask_to_tensor, resize_mask};
+use crate::data::transform::{mask_to_tensor, resize_image, resize_mask};
 use crate::model::Encoder;
 use crate::prototype::mask_to_grid;
 use crate::rng::SplitMix64;
@@ -64,11 +64,13 @@ pub struct TrainSet {
 }
 
 impl TrainSet {
-    /// Opens every source, splits base and validation pools and encodes all images once.
-    /// `on_progress(done, total)` is called after each encoded batch.
+    /// Opens every source, splits base and validation pools and encodes all images once,
+    /// each resized to `image_size x image_size`. `on_progress(done, total)` is called after
+    /// each encoded batch.
     pub fn build(
         sources: &[TrainSource],
         encoder: &Encoder,
+        image_size: u32,
         limits: ImageLimits,
         seed: u64,
         mut on_progress: impl FnMut(usize, usize),
@@ -154,7 +156,7 @@ impl TrainSet {
             }
         }
 
-        let size = encoder.image_size();
+        let size = image_size;
         let total = samples.len();
         let mut images = Vec::with_capacity(total);
         const BATCH: usize = 8;
@@ -163,7 +165,8 @@ impl TrainSet {
                 .iter()
                 .map(|s| load_rgb(&s.image, limits))
                 .collect::<Result<Vec<_>>>()?;
-            let feats = encoder.encode(&rgb)?;
+            let square: Vec<_> = rgb.iter().map(|i| resize_image(i, size, size)).collect();
+            let feats = encoder.encode(&square)?;
             let (_, _, h, w) = feats.dims4()?;
             for (i, (s, image)) in chunk.iter().zip(&rgb).enumerate() {
                 let mask = match &s.mask {

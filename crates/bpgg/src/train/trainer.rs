@@ -94,10 +94,11 @@ pub fn train(
     config.validate()?;
     let resumed = open_run(config, out_dir, resume, device)?;
     let encode_start = Instant::now();
-    let encoder = Encoder::new(&config.backbone, config.image_size, device)?;
+    let encoder = Encoder::new(&config.backbone, device)?;
     let set = TrainSet::build(
         &config.sources,
         &encoder,
+        config.image_size,
         limits,
         config.seed,
         |done, total| {

@@ -137,7 +137,7 @@ fn corrupt_png_and_tiff_bodies_are_errors() {
     assert_eq!(
         err(load_rgb(&path, limits())),
         format!(
-            "{}: not an image in a supported format (PNG, JPEG, TIFF)",
+            "{}: not an image in a supported format (PNG, JPEG, TIFF, BMP, WebP)",
             d(&path)
         )
     );
@@ -586,7 +586,7 @@ fn model_files_truncated_foreign_or_from_another_version_are_refused() -> Result
             b"\"bpgg_version\":\"2\"",
             b"\"bpgg_version\":\"7\""
         )),
-        format!("{p}: model file version 7, this bpgg reads version 2; refit it")
+        format!("{p}: model file version 7, this bpgg reads versions 1 to 3; refit it")
     );
     assert_eq!(
         load(&patched(&good, b"bpgg-model", b"bpgg-other")),

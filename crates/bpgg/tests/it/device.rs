@@ -66,8 +66,8 @@ fn fitted_models_give_the_same_maps_on_the_device(device: &bpgg::test_utils::Dev
     let cpu = Device::Cpu;
     let backbone = Default::default();
     let (cpu_encoder, encoder) = (
-        Encoder::new(&backbone, 64, &cpu)?,
-        Encoder::new(&backbone, 64, device)?,
+        Encoder::new(&backbone, &cpu)?,
+        Encoder::new(&backbone, device)?,
     );
     for scoring in [Scoring::Bpgg, Scoring::Knn, Scoring::Hybrid] {
         let reference = fit(&cpu_encoder, &supports, &config(scoring))?;

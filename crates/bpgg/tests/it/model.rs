@@ -3,7 +3,7 @@
 use anyhow::Result;
 use bpgg::data::image_io::{load_mask, load_rgb, ImageLimits};
 use bpgg::data::{write_synthetic_dataset, MvtecCategory, SynthConfig};
-use bpgg::model::{fit, Encoder, FittedModel, ModelConfig, Scoring, SupportSet};
+use bpgg::model::{fit, Encoder, FittedModel, InputSize, ModelConfig, Scoring, SupportSet};
 use bpgg::Error;
 use candle_core::Device;
 
@@ -38,7 +38,7 @@ pub(crate) fn setup(dir: &std::path::Path) -> Result<(MvtecCategory, SupportSet)
 
 pub(crate) fn config(scoring: Scoring) -> ModelConfig {
     ModelConfig {
-        image_size: 64,
+        size: InputSize::LongSide(64),
         scoring,
         ..ModelConfig::default()
     }
@@ -76,7 +76,7 @@ fn auroc_on_queries(
 fn every_scoring_localizes_synthetic_blobs_and_survives_a_round_trip() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (category, supports) = setup(dir.path())?;
-    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    let encoder = Encoder::new(&Default::default(), &Device::Cpu)?;
     for scoring in [Scoring::Bpgg, Scoring::Knn, Scoring::Hybrid] {
         let model = fit(&encoder, &supports, &config(scoring))?;
         let auroc = auroc_on_queries(&model, &encoder, &category)?;
@@ -134,7 +134,7 @@ fn every_scoring_works_from_one_normal_image() -> Result<()> {
     let (category, mut supports) = setup(dir.path())?;
     supports.defects.truncate(1);
     supports.normals.truncate(1);
-    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    let encoder = Encoder::new(&Default::default(), &Device::Cpu)?;
     for scoring in [Scoring::Bpgg, Scoring::Knn, Scoring::Hybrid, Scoring::Auto] {
         let model = fit(&encoder, &supports, &config(scoring))?;
         let auroc = auroc_on_queries(&model, &encoder, &category)?;
@@ -174,7 +174,7 @@ fn every_scoring_works_from_one_normal_image() -> Result<()> {
 fn image_scores_are_the_models_and_judge_the_supports_apart() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (category, supports) = setup(dir.path())?;
-    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    let encoder = Encoder::new(&Default::default(), &Device::Cpu)?;
     let model = fit(&encoder, &supports, &config(Scoring::Auto))?;
     let limits = ImageLimits::default();
     let images = [&category.test["blob"][3], &category.test_good()[0]]
@@ -252,7 +252,7 @@ fn a_second_defect_shot_adds_what_the_first_did_not_show() -> Result<()> {
     for s in queries {
         truth.extend(load_mask(s.mask.as_ref().unwrap(), Some((64, 64)), limits)?.pixels);
     }
-    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    let encoder = Encoder::new(&Default::default(), &Device::Cpu)?;
     let mut ap = Vec::new();
     for defects in [
         vec![support(&category.test["blob"][0])?],
@@ -281,7 +281,7 @@ fn a_second_defect_shot_adds_what_the_first_did_not_show() -> Result<()> {
 fn bpgg_scoring_without_defects_and_broken_model_files_are_clear_errors() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (_, mut supports) = setup(dir.path())?;
-    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    let encoder = Encoder::new(&Default::default(), &Device::Cpu)?;
 
     let mut empty = supports.clone();
     empty.defects[0]

@@ -9,7 +9,7 @@ use anyhow::Result;
 use bpgg::data::image_io::{load_mask, load_rgb, ImageLimits};
 use bpgg::data::{write_synthetic_dataset, MvtecCategory, SynthConfig};
 use bpgg::model::load_head;
-use bpgg::model::{fit, Encoder, FittedModel, ModelConfig, SupportSet};
+use bpgg::model::{fit, Encoder, FittedModel, InputSize, ModelConfig, SupportSet};
 use bpgg::train::{
     load_checkpoint, train, EpisodeShape, TrainConfig, TrainSource, LAST_CHECKPOINT,
 };
@@ -169,21 +169,29 @@ fn a_trained_head_goes_through_fit_the_model_file_and_predict() -> Result<()> {
     })?;
 
     let model_config = ModelConfig {
-        image_size: 64,
+        size: InputSize::Exact {
+            width: 64,
+            height: 64,
+        },
         ..ModelConfig::default()
     };
     // A head trained at 64 px does not fit a 128 px model.
     let err = load_head(
         &out.join(LAST_CHECKPOINT),
         &model_config.backbone,
-        128,
+        Some(128),
         &dev,
     )
     .unwrap_err()
     .to_string();
     assert!(err.contains("at 64 px, not"), "{err}");
-    let head = load_head(&out.join(LAST_CHECKPOINT), &model_config.backbone, 64, &dev)?;
-    let encoder = Encoder::new(&model_config.backbone, 64, &dev)?.with_head(Some(head));
+    let head = load_head(
+        &out.join(LAST_CHECKPOINT),
+        &model_config.backbone,
+        model_config.nominal_side(),
+        &dev,
+    )?;
+    let encoder = Encoder::new(&model_config.backbone, &dev)?.with_head(Some(head));
 
     let category = MvtecCategory::open(&category_dir)?;
     let limits = ImageLimits::default();
@@ -210,7 +218,7 @@ fn a_trained_head_goes_through_fit_the_model_file_and_predict() -> Result<()> {
     let worst = max_difference(&direct[0].data, &reloaded[0].data);
     assert!(worst < 1e-5, "maps differ by {worst} after save/load");
     // Without the head the maps differ: the head is really applied.
-    let plain = model.predict(&Encoder::new(&model_config.backbone, 64, &dev)?, &query)?;
+    let plain = model.predict(&Encoder::new(&model_config.backbone, &dev)?, &query)?;
     let moved = max_difference(&plain[0].data, &direct[0].data);
     assert!(moved > 1e-3, "the head changed the map by only {moved}");
     Ok(())
@@ -253,9 +261,9 @@ fn several_categories_combine_into_one_base_set() -> Result<()> {
             val_types: vec![],
         },
     ];
-    let encoder = Encoder::new(&Default::default(), 64, &Device::Cpu)?;
+    let encoder = Encoder::new(&Default::default(), &Device::Cpu)?;
     let set =
-        bpgg::train::TrainSet::build(&sources, &encoder, ImageLimits::default(), 0, |_, _| {})?;
+        bpgg::train::TrainSet::build(&sources, &encoder, 64, ImageLimits::default(), 0, |_, _| {})?;
     let names: Vec<&str> = set.train.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["synthetic_tile/blob", "other_tile/stain"]);
     // 20% of 5 images held out for validation, per type; each category keeps its own normals.

@@ -22,7 +22,7 @@ use bpgg::data::{
     MvtecCategory, SynthConfig,
 };
 use bpgg::device::device_name;
-use bpgg::model::{fit, Encoder, FittedModel, ModelConfig, Scoring, SupportSet};
+use bpgg::model::{fit, Encoder, FittedModel, InputSize, ModelConfig, Scoring, SupportSet};
 use bpgg::train::{train, EpisodeShape, TrainConfig, TrainEvent, TrainSource};
 use candle_core::{Device, Tensor};
 use clap::Args;
@@ -249,7 +249,11 @@ fn compare_models(
             seed: 0,
         },
     )?;
-    let supports = SupportSet::load(&episode.defect_support, &episode.normal_support, limits)?;
+    let (supports, warnings) =
+        SupportSet::load(&episode.defect_support, &episode.normal_support, limits)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
     let step = (episode.queries.len() / args.queries).max(1);
     let queries = episode
         .queries
@@ -268,13 +272,16 @@ fn compare_models(
     );
     let backbone = BackboneConfig::default();
     let cpu = Device::Cpu;
-    let cpu_encoder = Encoder::new(&backbone, args.size, &cpu)?;
-    let encoder = Encoder::new(&backbone, args.size, device)?;
+    let cpu_encoder = Encoder::new(&backbone, &cpu)?;
+    let encoder = Encoder::new(&backbone, device)?;
     let name = device_name(device);
     let mut out = Vec::new();
     for scoring in [Scoring::Bpgg, Scoring::Knn, Scoring::Hybrid] {
         let config = ModelConfig {
-            image_size: args.size,
+            size: InputSize::Exact {
+                width: args.size,
+                height: args.size,
+            },
             scoring,
             ..ModelConfig::default()
         };

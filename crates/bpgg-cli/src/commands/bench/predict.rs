@@ -24,7 +24,8 @@ use bpgg::data::synth::{write_synthetic_dataset, DefectKind, SynthConfig};
 use bpgg::data::transform::resize_image;
 use bpgg::data::ImageLimits;
 use bpgg::model::Encoder;
-use bpgg::model::{fit, FittedModel, ModelConfig, Scoring, SupportSet};
+use bpgg::model::DEFAULT_IMAGE_SIZE;
+use bpgg::model::{fit, FittedModel, InputSize, ModelConfig, Scoring, SupportSet};
 
 use super::{compute_units, json_f64, time_runs, BenchPredictArgs, BenchScoring, Timing};
 
@@ -59,12 +60,19 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
         BenchScoring::Bpgg => Scoring::Bpgg,
         BenchScoring::Hybrid => Scoring::Hybrid,
     };
+    // Square inputs, as the reference resizes.
+    let side = DEFAULT_IMAGE_SIZE;
     let config = ModelConfig {
         scoring,
+        size: InputSize::Exact {
+            width: side,
+            height: side,
+        },
+        tile: None,
         ..ModelConfig::default()
     };
     let device = args.device.open()?;
-    let encoder = Encoder::new(&config.backbone, config.image_size, &device)?;
+    let encoder = Encoder::new(&config.backbone, &device)?;
     let model = fit(&encoder, &supports(&category)?, &config)?;
     println!(
         "predict {n} synthetic {src}x{src} PNGs (decode, resize to {size}, {net}, {scoring} \
@@ -74,7 +82,7 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
         scoring = config.scoring.name(),
         n = queries.len(),
         src = args.source_size,
-        size = config.image_size,
+        size = side,
         net = config.backbone.kind,
         batch = args.batch,
         repeats = args.repeats.max(1),
@@ -123,7 +131,7 @@ pub fn run(args: &BenchPredictArgs) -> anyhow::Result<()> {
             "--batch".into(),
             args.batch.to_string(),
             "--size".into(),
-            config.image_size.to_string(),
+            side.to_string(),
             "--tau".into(),
             config.tau.to_string(),
             "--sigma".into(),
@@ -177,7 +185,7 @@ fn predict_all(
     batch: usize,
     first_map: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let size = model.config.image_size;
+    let size = DEFAULT_IMAGE_SIZE;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (sender, batches) = std::sync::mpsc::sync_channel(1);
         scope.spawn(move || {
