@@ -194,7 +194,7 @@ fn supports_of_other_sizes_and_aspect_ratios_fit_together() -> Result<()> {
 }
 
 #[test]
-fn a_model_file_of_version_1_keeps_its_square_size() -> Result<()> {
+fn model_files_of_versions_1_and_2_keep_their_square_size() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (supports, query, _) = scene(dir.path())?;
     let encoder = Encoder::new(&Default::default(), &Device::Cpu)?;
@@ -208,8 +208,8 @@ fn a_model_file_of_version_1_keeps_its_square_size() -> Result<()> {
         },
     )?;
     let bytes = model.to_bytes()?;
-    // Version 1 wrote the same JSON, where `"size":64` meant 64 x 64.
     let patch = |bytes: &[u8], from: &[u8], to: &[u8]| {
+        assert_eq!(from.len(), to.len(), "the header keeps its length");
         let at = bytes
             .windows(from.len())
             .position(|w| w == from)
@@ -218,18 +218,41 @@ fn a_model_file_of_version_1_keeps_its_square_size() -> Result<()> {
         b[at..at + to.len()].copy_from_slice(to);
         b
     };
-    let v1 = patch(&bytes, b"\"bpgg_version\":\"2\"", b"\"bpgg_version\":\"1\"");
-    let old = FittedModel::from_bytes(std::path::Path::new("old.bpgg"), &v1, &Device::Cpu)?;
-    assert_eq!(
-        old.config.size,
-        InputSize::Exact {
-            width: 64,
-            height: 64
-        }
-    );
+    let current = format!("\"bpgg_version\":\"{}\"", bpgg::model::MODEL_VERSION);
+    assert_eq!(bpgg::model::MODEL_VERSION, 3);
+    // Versions 1 and 2 wrote the same JSON, where `"size":64` meant 64 x 64; version 1 had no
+    // image threshold (the key is renamed away here, keeping the header's length).
+    let v2 = patch(&bytes, current.as_bytes(), b"\"bpgg_version\":\"2\"");
+    let v1 = patch(&v2, b"\"bpgg_version\":\"2\"", b"\"bpgg_version\":\"1\"");
+    let v1 = patch(&v1, b"\"image_threshold\"", b"\"image_thresholx\"");
     let wide = image::imageops::crop_imm(&query, 0, 0, 256, 128).to_image();
-    assert_eq!(old.prepare(&wide)?.layout.work, (64, 64));
+    for (version, file) in [(1, &v1), (2, &v2)] {
+        let old = FittedModel::from_bytes(std::path::Path::new("old.bpgg"), file, &Device::Cpu)?;
+        assert_eq!(
+            old.config.size,
+            InputSize::Exact {
+                width: 64,
+                height: 64
+            },
+            "version {version}"
+        );
+        assert_eq!(old.prepare(&wide)?.layout.work, (64, 64));
+        let expected = if version == 1 {
+            model.threshold
+        } else {
+            model.image_threshold
+        };
+        assert_eq!(old.image_threshold, expected, "version {version}");
+    }
     assert_eq!(model.prepare(&wide)?.layout.work, (64, 32));
+    // A version 2 file without an image threshold is broken, not old.
+    let broken = patch(&v2, b"\"image_threshold\"", b"\"image_thresholx\"");
+    let err = FittedModel::from_bytes(std::path::Path::new("v2.bpgg"), &broken, &Device::Cpu)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("model has no image threshold"),
+        "{err}"
+    );
     Ok(())
 }
 
