@@ -583,7 +583,7 @@ fn model_files_truncated_foreign_or_from_another_version_are_refused() -> Result
     assert_eq!(
         load(&patched(
             &good,
-            b"\"bpgg_version\":\"2\"",
+            b"\"bpgg_version\":\"3\"",
             b"\"bpgg_version\":\"7\""
         )),
         format!("{p}: model file version 7, this bpgg reads versions 1 to 3; refit it")

@@ -324,7 +324,7 @@ fn bpgg_scoring_without_defects_and_broken_model_files_are_clear_errors() -> Res
     assert!(err.contains("no bpgg-model header"), "{err}");
 
     // Another version.
-    let needle = b"\"bpgg_version\":\"2\"";
+    let needle = b"\"bpgg_version\":\"3\"";
     let at = bytes
         .windows(needle.len())
         .position(|w| w == needle)
