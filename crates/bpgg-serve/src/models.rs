@@ -51,20 +51,20 @@ impl Encoders {
         &self.device
     }
 
-    /// The encoder for `backbone` at `image_size` with `head`, loaded on first use. Blocks (it
+    /// The encoder for `backbone` with `head`, loaded on first use (an encoder serves every
+    /// resolution: images are sized and tiled by the model). Blocks (it
     /// may read weights): call it from a worker or blocking thread.
     pub fn get(
         &self,
         backbone: &BackboneConfig,
-        image_size: u32,
         head: Option<ProjectionHead>,
     ) -> bpgg::Result<Arc<Encoder>> {
-        let key = encoder_key(backbone, image_size, head.as_ref())?;
+        let key = encoder_key(backbone, head.as_ref())?;
         let mut loaded = lock(&self.loaded);
         if let Some(e) = loaded.get(&key) {
             return Ok(Arc::clone(e));
         }
-        let encoder = Arc::new(Encoder::new(backbone, image_size, &self.device)?.with_head(head));
+        let encoder = Arc::new(Encoder::new(backbone, &self.device)?.with_head(head));
         if loaded.len() >= SPARE_ENCODERS {
             loaded.retain(|_, e| Arc::strong_count(e) > 1);
         }
@@ -73,15 +73,10 @@ impl Encoders {
     }
 }
 
-/// What makes two encoders the same: the backbone configuration, the size and the head's values.
-fn encoder_key(
-    backbone: &BackboneConfig,
-    image_size: u32,
-    head: Option<&ProjectionHead>,
-) -> bpgg::Result<String> {
+/// What makes two encoders the same: the backbone configuration and the head's values.
+fn encoder_key(backbone: &BackboneConfig, head: Option<&ProjectionHead>) -> bpgg::Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(backbone).expect("a backbone config serialises"));
-    hasher.update(image_size.to_le_bytes());
     if let Some(head) = head {
         for t in head.tensors() {
             for v in t.flatten_all()?.to_vec1::<f32>()? {

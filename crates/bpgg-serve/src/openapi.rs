@@ -125,8 +125,25 @@ fn fit_options() -> Value {
         .as_object_mut()
         .expect("ModelConfig is an object");
     props["scoring"]["enum"] = json!(["auto", "bpgg", "knn", "hybrid"]);
-    props["size"]["description"] =
-        json!("Square side images are resized to (a multiple of 16 in 32..=4096).");
+    props["size"] = json!({
+        "description": "The working size: a long side in pixels (aspect kept, 16..=4096), \
+                        \"WxH\" (exact), \"native\", or {\"scale\": S}.",
+        "oneOf": [
+            {"type": "integer"},
+            {"type": "string"},
+            {"type": "object", "properties": {"scale": {"type": "number"}}}
+        ]
+    });
+    props["tile"] = json!({
+        "description": "Overlapping tiles of the working image, scored one by one and \
+                        stitched (null: whole images).",
+        "oneOf": [
+            {"type": "null"},
+            {"type": "object", "properties": {
+                "size": {"type": "integer"}, "overlap": {"type": "integer"}
+            }}
+        ]
+    });
     props["backbone"]["properties"]["weights"]["description"] = json!(
         "A weight file name in the data dir's weights/ folder (null: the embedded \
          EfficientNet-Lite0)."

@@ -83,11 +83,7 @@ impl Service {
             let bytes = store.read_blob(&sha256)?;
             let name = format!("model of project {id}");
             let model = FittedModel::from_bytes(name.as_ref(), &bytes, encoders.device())?;
-            let encoder = encoders.get(
-                &model.config.backbone,
-                model.config.image_size,
-                model.head.clone(),
-            )?;
+            let encoder = encoders.get(&model.config.backbone, model.head.clone())?;
             Ok(LoadedModel {
                 model,
                 encoder,

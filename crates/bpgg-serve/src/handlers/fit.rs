@@ -236,9 +236,16 @@ async fn run_fit(
             }
             let head = checkpoint_path
                 .as_deref()
-                .map(|p| load_head(p, &config.backbone, config.image_size, encoders.device()))
+                .map(|p| {
+                    load_head(
+                        p,
+                        &config.backbone,
+                        config.nominal_side(),
+                        encoders.device(),
+                    )
+                })
                 .transpose()?;
-            let encoder = encoders.get(&config.backbone, config.image_size, head)?;
+            let encoder = encoders.get(&config.backbone, head)?;
             let fitted = fit(&encoder, &set, &config)?;
             let bytes = fitted.to_bytes()?;
             // Predicts use the model as read back from its file: exactly what a restarted

@@ -239,8 +239,13 @@ fn fit_and_predict_refuse_what_cannot_work() {
     );
     expect_error(
         422,
-        c.json("POST", &fit_path, &json!({"size": 100})),
-        "multiple of 16",
+        c.json("POST", &fit_path, &json!({"size": 8})),
+        "size (long side) must be in 16..=4096",
+    );
+    expect_error(
+        422,
+        c.json("POST", &fit_path, &json!({"tile": {"size": 100}})),
+        "tile size must be a multiple of 16",
     );
     expect_error(
         422,
