@@ -35,9 +35,9 @@ for name in $NAMES; do
   base=${name%-bpgg}
   case $base in
     mt-square-working) cat=magnetic_tile; args=(--size 256x256 --compare-at working) ;;
-    mt-square) cat=magnetic_tile; args=(--size 256x256) ;;
-    mt-long256) cat=magnetic_tile; args=(--size 256) ;;
-    mt-long512) cat=magnetic_tile; args=(--size 512) ;;
+    mt-square) cat=magnetic_tile; args=(--size 256x256 --compare-at image) ;;
+    mt-long256) cat=magnetic_tile; args=(--size 256 --compare-at image) ;;
+    mt-long512) cat=magnetic_tile; args=(--size 512 --compare-at image) ;;
     mt-tile256) cat=magnetic_tile; args=(--tile 256) ;;
     a02-tile256) cat=aitex_02; args=(--tile 256) ;;
     a03-tile256) cat=aitex_03; args=(--tile 256) ;;

@@ -77,7 +77,8 @@ impl PyModel {
     ///     with the defaults). Missing keys take the defaults of `bpgg fit`; an unknown key is an
     ///     error. The flags of `bpgg fit` are:
     ///       scoring="auto"|"bpgg"|"knn"|"hybrid"           --scoring
-    ///       size=256 | "640x480" | "native"              --size (long side | exact | native)
+    ///       size="256x256" | 256 | "native"              --size (exact, the default | long
+    ///                                                      side | native resolution)
     ///       size={"scale": 0.5}                            --scale
     ///       tile={"size": 256, "overlap": 32}              --tile, --tile-overlap
     ///       tau=20.0                                       --tau

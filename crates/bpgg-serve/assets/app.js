@@ -203,7 +203,7 @@ function buildProject() {
     el('option', { value: 'knn' }, 'knn (good only)'),
   ]);
   scoring.value = current.project.model?.config?.scoring ?? defaults.scoring ?? 'auto';
-  const size = el('input', { id: 'opt-size', type: 'number', min: 32, max: 2048, step: 32, value: current.project.model?.config?.size ?? defaults.size, 'data-testid': 'opt-size' });
+  const size = el('input', { id: 'opt-size', type: 'number', min: 32, max: 2048, step: 32, value: sideOf(current.project.model?.config?.size ?? defaults.size), 'data-testid': 'opt-size' });
   const checkpoint = el('select', { id: 'opt-checkpoint' }, [
     el('option', { value: '' }, 'none (embedded backbone)'),
     ...info.checkpoints.map((c) => el('option', { value: c }, c)),
@@ -457,9 +457,19 @@ function renderFitStatus() {
   }
 }
 
+// The side shown in the size field for a model config's `size`: `256` (long side), `"256x256"`
+// (the width of an exact size); anything else (native, a scale) shows the default side.
+function sideOf(size) {
+  if (typeof size === 'number') return size;
+  const m = typeof size === 'string' ? /^(\d+)x\d+$/.exec(size) : null;
+  return m ? Number(m[1]) : 256;
+}
+
 async function doFit() {
   const { id } = current;
-  const options = { scoring: $('#opt-scoring').value, size: Number($('#opt-size').value) };
+  // The square working size of the library's default (N x N), at the chosen side.
+  const side = Number($('#opt-size').value);
+  const options = { scoring: $('#opt-scoring').value, size: `${side}x${side}` };
   const checkpoint = $('#opt-checkpoint').value;
   if (checkpoint) options.checkpoint = checkpoint;
   current.fitting = true;

@@ -126,8 +126,9 @@ fn fit_options() -> Value {
         .expect("ModelConfig is an object");
     props["scoring"]["enum"] = json!(["auto", "bpgg", "knn", "hybrid"]);
     props["size"] = json!({
-        "description": "The working size: a long side in pixels (aspect kept, 16..=4096), \
-                        \"WxH\" (exact), \"native\", or {\"scale\": S}.",
+        "description": "The working size: \"WxH\" (exact), a long side in pixels (aspect kept, \
+                        16..=4096), \"native\", or {\"scale\": S}.",
+        "default": defaults["size"],
         "oneOf": [
             {"type": "integer"},
             {"type": "string"},

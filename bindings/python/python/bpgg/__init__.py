@@ -4,7 +4,7 @@ Fit a model on a few defect images with masks and a few normal images, then get 
 (float32, at each image's size) for every new image::
 
     import bpgg
-    model = bpgg.Model.fit(defects, masks, normals, scoring="auto", size=256)
+    model = bpgg.Model.fit(defects, masks, normals, scoring="auto")
     maps = model.predict(images)          # list of float32 (H, W) arrays
     scores = model.score(images)          # float32 image scores
     model.save("part.bpgg")               # the same file as `bpgg fit` writes

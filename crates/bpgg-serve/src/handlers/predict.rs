@@ -125,10 +125,11 @@ pub async fn predict(
     let keep_image = output == Output::Overlay;
     // The permit travels with the work: back from the decoder, on to the engine.
     let (decoded, permit) = blocking(None, move || {
-        let decoded = decode_image_bytes(FsPath::new(BODY), &body, limits).map(|img| {
+        let decoded = decode_image_bytes(FsPath::new(BODY), &body, limits).and_then(|img| {
             let rgb = img.to_rgb8();
-            let prepared = model.model.prepare(&rgb);
-            (prepared, keep_image.then_some(rgb))
+            // Refused here when the working size is too large to encode without tiles.
+            let prepared = model.model.prepare(&rgb)?;
+            Ok((prepared, keep_image.then_some(rgb)))
         });
         (decoded, permit)
     })

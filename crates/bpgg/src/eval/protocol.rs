@@ -54,19 +54,20 @@ pub struct EvalConfig {
 pub enum CompareAt {
     /// The image's own size: the map is brought back to it as a prediction is (bilinear), the
     /// ground truth is the mask file itself. The same pixels whatever the model's resolution,
-    /// so settings compare fairly. Default.
-    #[default]
+    /// so settings of different resolutions compare fairly.
     Image,
     /// The model's working size (the usual MVTec protocol at 256 x 256): the ground truth is
     /// resized by nearest neighbour, as `bpgg score --size` does, so a defect smaller than a
-    /// working pixel may vanish from it.
+    /// working pixel may vanish from it. Default: the protocol of the results table, and the
+    /// image's own size anyway for a model at native resolution.
+    #[default]
     Working,
 }
 
 impl Default for EvalConfig {
     /// The default model; 1 and 5 defect shots with 5 normal shots; seeds 0-4; every type;
     /// AUPRO to an FPR of [`bpgg_metrics::DEFAULT_FPR_LIMIT`]; unreadable images left out;
-    /// maps compared at the images' own sizes.
+    /// maps compared at the working size.
     fn default() -> Self {
         Self {
             model: ModelConfig::default(),

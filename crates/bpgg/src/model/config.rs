@@ -147,7 +147,7 @@ pub struct ModelConfig {
 }
 
 impl Default for ModelConfig {
-    /// Embedded EfficientNet-Lite0, long side 256 px, whole images, automatic scoring (hybrid
+    /// Embedded EfficientNet-Lite0, 256x256 px, whole images, automatic scoring (hybrid
     /// when defect images are given), τ = 20, one prototype per class, reverse branch off,
     /// σ = 4 px, image score the mean of the top 3 cells.
     fn default() -> Self {
@@ -286,7 +286,7 @@ mod tests {
         let json = serde_json::to_value(ModelConfig::default()).unwrap();
         assert_eq!(
             (json["size"].clone(), json["tile"].clone()),
-            (256.into(), serde_json::Value::Null)
+            ("256x256".into(), serde_json::Value::Null)
         );
         for bad in [
             r#"{"size": "big"}"#,

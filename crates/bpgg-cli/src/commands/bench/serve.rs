@@ -409,7 +409,7 @@ fn library_loop(model_path: &Path, folder: &Path, device: &Device) -> anyhow::Re
             for chunk in files.chunks(8) {
                 let prepared: bpgg::Result<Vec<_>> = chunk
                     .iter()
-                    .map(|f| Ok(model.prepare(&load_rgb(f, ImageLimits::default())?)))
+                    .map(|f| model.prepare(&load_rgb(f, ImageLimits::default())?))
                     .collect();
                 if sender.send(prepared).is_err() {
                     break;
