@@ -98,7 +98,7 @@ def test_zero_one_uint8_masks_are_refused_not_guessed(supports: Supports) -> Non
         ({"tau": float("nan")}, "option `tau`: NaN is not a finite number"),
         ({"map": {"sigma_px": -1.0}}, "sigma must be finite and ≥ 0"),
         ({"hybrid": {"weight": 2.0}}, "weight"),
-        ({"size": "big"}, "invalid type"),
+        ({"size": "big"}, "size `big`: expected N \\(long side, aspect kept\\), WxH"),
     ],
 )
 def test_bad_options(supports: Supports, options: dict, message: str) -> None:

@@ -176,7 +176,7 @@ def test_resolution_options_are_json_keys_too(supports: Supports) -> None:
 
 def test_defaults_are_the_librarys(supports: Supports) -> None:
     defaults = bpgg.default_config()
-    assert defaults["size"] == 256 and defaults["scoring"] == "auto"
+    assert defaults["size"] == "256x256" and defaults["scoring"] == "auto"
     model = bpgg.Model.fit(supports.defects, supports.masks, supports.normals)
     assert model.config == {**defaults, "scoring": "hybrid"}
 
