@@ -35,13 +35,42 @@ pub fn resize_mask(mask: &Mask, width: u32, height: u32) -> Mask {
     ))
 }
 
-/// Resizes a mask so that no defect pixel is lost.
-///
-/// Along an axis that shrinks, an output pixel is defect when any source pixel under it is
-/// (max pooling over the source box `floor(i·in/out) .. ceil((i+1)·in/out)`); along an axis
-/// that grows or keeps its length, each output pixel copies its nearest source pixel. So a
-/// non-empty mask stays non-empty at any size, and at an integer zoom the result is exact.
+/// Resizes a mask so that no defect is lost: nearest neighbour ([`resize_mask`]), which keeps
+/// a defect's extent, plus the max-pooled footprint ([`max_pool_mask`]) of every defect region
+/// that nearest neighbour lost entirely (a crack thinner than the sampling step, a defect of a
+/// few pixels in a large image). Where nothing is lost the result is exactly [`resize_mask`];
+/// a non-empty mask stays non-empty at any size.
 pub fn resize_mask_keeping_defects(mask: &Mask, width: u32, height: u32) -> Mask {
+    if (mask.width, mask.height) == (width, height) {
+        return mask.clone();
+    }
+    let mut out = resize_mask(mask, width, height);
+    let pooled = max_pool_mask(mask, width, height);
+    // Only fails for a zero-sized mask, which a decoded image's mask is not.
+    let Ok(regions) =
+        bpgg_metrics::connected_regions(&pooled.pixels, width as usize, height as usize)
+    else {
+        return pooled;
+    };
+    let mut kept = vec![false; regions.sizes.len()];
+    for (&label, &near) in regions.labels.iter().zip(&out.pixels) {
+        if label != bpgg_metrics::BACKGROUND && near {
+            kept[label as usize - 1] = true;
+        }
+    }
+    for (&label, pixel) in regions.labels.iter().zip(out.pixels.iter_mut()) {
+        if label != bpgg_metrics::BACKGROUND && !kept[label as usize - 1] {
+            *pixel = true;
+        }
+    }
+    out
+}
+
+/// Max pooling of a mask: along an axis that shrinks, an output pixel is defect when any source
+/// pixel under it is (the source box `floor(i·in/out) .. ceil((i+1)·in/out)`); along an axis that
+/// grows or keeps its length, each output pixel copies its nearest source pixel. At an integer
+/// zoom the result is exact.
+pub fn max_pool_mask(mask: &Mask, width: u32, height: u32) -> Mask {
     if (mask.width, mask.height) == (width, height) {
         return mask.clone();
     }
@@ -257,6 +286,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn shrinking_keeps_nearest_extent_and_adds_only_lost_regions() {
+        // A 6 px wide block survives nearest neighbour at 1/3: the result is nearest's, not
+        // max pooling's wider footprint.
+        let mut m = Mask::empty(96, 96);
+        for y in 30..60 {
+            for x in 31..37 {
+                m.pixels[y * 96 + x] = true;
+            }
+        }
+        let near = resize_mask(&m, 32, 32);
+        assert!(near.defect_pixels() > 0);
+        assert!(max_pool_mask(&m, 32, 32).defect_pixels() > near.defect_pixels());
+        assert_eq!(resize_mask_keeping_defects(&m, 32, 32), near);
+        // Add a one-pixel-wide line that nearest skips: it comes back, the block stays as is.
+        let mut with_line = m.clone();
+        for y in 10..20 {
+            with_line.pixels[y * 96 + 69] = true;
+        }
+        let r = resize_mask_keeping_defects(&with_line, 32, 32);
+        let lost = (10..20).all(|y| !resize_mask(&with_line, 32, 32).pixels[y / 3 * 32 + 23]);
+        assert!(lost, "nearest neighbour is expected to miss the line");
+        assert!((10..20).all(|y| r.pixels[y / 3 * 32 + 23]));
+        let block: Vec<bool> = r
+            .pixels
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| p && i % 32 < 20)
+            .collect();
+        assert_eq!(block, near.pixels);
     }
 
     #[test]
