@@ -16,7 +16,7 @@ use crate::data::Flip;
 use crate::data::{
     sample_episode, DefectSelection, EpisodeConfig, ImageLimits, MvtecCategory, Sample,
 };
-use crate::model::{encode_flipped, stack_flipped, stack_supports};
+use crate::model::{encode_flipped, flipped_stacks, stack_supports};
 use crate::model::{
     fit_features, EncodedSupports, Encoder, FittedModel, ModelConfig, PreparedImage, TileLayout,
 };
@@ -486,19 +486,12 @@ fn run_episode(
             .chain(&episode.normal_support)
             .cloned()
             .collect();
-        Flip::BOTH
-            .iter()
-            .map(|&flip| {
-                let grids = used
-                    .iter()
-                    .map(|s| cache.flipped_features(s, flip))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((
-                    flip,
-                    stack_flipped(&grids, flip, &defect_feats, &normal_feats)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?
+        flipped_stacks(
+            &used,
+            |s, flip| cache.flipped_features(s, flip),
+            &defect_feats,
+            &normal_feats,
+        )?
     } else {
         Vec::new()
     };

@@ -136,19 +136,12 @@ pub fn fit(encoder: &Encoder, supports: &SupportSet, config: &ModelConfig) -> Re
     let (defects, normals) = stack_supports(&defect_feats, &defect_masks, &normal_feats)?;
     let flipped = if config.flip_supports {
         let all: Vec<&PreparedImage> = defect_prepared.iter().chain(&normal_prepared).collect();
-        Flip::BOTH
-            .iter()
-            .map(|&flip| {
-                let grids = all
-                    .iter()
-                    .map(|p| encode_flipped(encoder, p, flip))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((
-                    flip,
-                    stack_flipped(&grids, flip, &defect_feats, &normal_feats)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?
+        flipped_stacks(
+            &all,
+            |p, flip| encode_flipped(encoder, p, flip),
+            &defect_feats,
+            &normal_feats,
+        )?
     } else {
         Vec::new()
     };
@@ -210,6 +203,31 @@ pub(crate) fn flip_grid(grid: &Tensor, flip: Flip) -> Result<Tensor> {
     let n = grid.dim(dim)?;
     let index = Tensor::from_vec((0..n as u32).rev().collect::<Vec<u32>>(), n, grid.device())?;
     Ok(grid.index_select(&index, dim)?.contiguous()?)
+}
+
+/// The flipped supports' stacks, one per [`Flip`]: `flipped_grid` gives each support's grid of
+/// features flipped (`supports` in the order of `defect_feats` then `normal_feats`), which
+/// [`stack_flipped`] pads as the originals were. `fit` encodes the grids, `eval` reads them from
+/// its cache.
+pub(crate) fn flipped_stacks<S>(
+    supports: &[S],
+    mut flipped_grid: impl FnMut(&S, Flip) -> Result<Tensor>,
+    defect_feats: &[Tensor],
+    normal_feats: &[Tensor],
+) -> Result<Vec<(Flip, Tensor)>> {
+    Flip::BOTH
+        .iter()
+        .map(|&flip| {
+            let grids = supports
+                .iter()
+                .map(|s| flipped_grid(s, flip))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((
+                flip,
+                stack_flipped(&grids, flip, defect_feats, normal_feats)?,
+            ))
+        })
+        .collect()
 }
 
 /// The flipped copies of every support as [`EncodedSupports::flipped`] wants them: the

@@ -16,7 +16,7 @@ pub use config::{validate_image_size, ModelConfig, Scoring};
 pub use encoder::Encoder;
 pub use file::{MODEL_FORMAT, MODEL_VERSION};
 pub(crate) use fit::stack_supports;
-pub(crate) use fit::{encode_flipped, stack_flipped};
+pub(crate) use fit::{encode_flipped, flipped_stacks};
 pub use fit::{fit, fit_features, EncodedSupports, SupportSet};
 pub use fitted::{FittedModel, ScoredMaps, ThresholdRule};
 pub use head::{load_head, HeadConfig, ProjectionHead, DEFAULT_HEAD_HIDDEN, HEAD_TENSORS};
