@@ -28,48 +28,29 @@ impl Asset {
     }
 }
 
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// An [`Asset`] at `path`, embedded from `assets/FILE`.
+macro_rules! embed {
+    ($path:literal, $file:literal, $content_type:expr) => {
+        Asset {
+            path: $path,
+            content_type: $content_type,
+            bytes: include_bytes!(concat!("../assets/", $file)),
+        }
+    };
+}
+
 /// Every embedded file.
 pub static ASSETS: &[Asset] = &[
-    Asset {
-        path: "index.html",
-        content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../assets/index.html"),
-    },
-    Asset {
-        path: "assets/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/app.js"),
-    },
-    Asset {
-        path: "assets/api.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/api.js"),
-    },
-    Asset {
-        path: "assets/ui.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/ui.js"),
-    },
-    Asset {
-        path: "assets/painter.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/painter.js"),
-    },
-    Asset {
-        path: "assets/heat.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/heat.js"),
-    },
-    Asset {
-        path: "assets/studio.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../assets/studio.css"),
-    },
-    Asset {
-        path: "assets/icon.svg",
-        content_type: "image/svg+xml",
-        bytes: include_bytes!("../assets/icon.svg"),
-    },
+    embed!("index.html", "index.html", "text/html; charset=utf-8"),
+    embed!("assets/app.js", "app.js", JS),
+    embed!("assets/api.js", "api.js", JS),
+    embed!("assets/ui.js", "ui.js", JS),
+    embed!("assets/painter.js", "painter.js", JS),
+    embed!("assets/heat.js", "heat.js", JS),
+    embed!("assets/studio.css", "studio.css", "text/css; charset=utf-8"),
+    embed!("assets/icon.svg", "icon.svg", "image/svg+xml"),
 ];
 
 /// The embedded file at `path`, if any (an exact match: no path is ever built from `path`).
