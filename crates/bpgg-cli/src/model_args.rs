@@ -162,6 +162,11 @@ pub struct ModelArgs {
     /// Do not add flipped copies of the supports to the memory banks.
     #[arg(long)]
     pub no_flips: bool,
+    /// Keep at most N features in each memory bank, drawn at random (seeded by --model-seed):
+    /// the nearest-neighbour search, most of the time of large images, shrinks in proportion.
+    /// Default: every feature (exact).
+    #[arg(long, value_name = "N")]
+    pub max_bank: Option<usize>,
     /// The image score is the mean of this many top cells of the image signal.
     #[arg(long, default_value_t = ModelConfig::default().image_score.top_cells, value_name = "N")]
     pub image_top_cells: usize,
@@ -228,6 +233,7 @@ impl ModelArgs {
         config.prototype.normal_source_weight = self.normal_weight;
         config.prototype.seed = self.model_seed;
         config.knn.seed = self.model_seed;
+        config.knn.max_bank = self.max_bank.or(config.knn.max_bank);
         config.reverse.mode = self.reverse.into();
         config.map.sigma_px = self.sigma;
         config.hybrid.weight = self.hybrid_weight;
@@ -326,6 +332,8 @@ mod tests {
             "0.75",
             "--model-seed",
             "9",
+            "--max-bank",
+            "4096",
         ])
         .unwrap();
         let c = probe.model.to_config().unwrap();
@@ -340,6 +348,7 @@ mod tests {
         assert_eq!(c.reverse.mode, ReverseMode::Refine);
         assert_eq!((c.map.sigma_px, c.hybrid.weight), (2.0, 0.75));
         assert_eq!((c.prototype.seed, c.knn.seed), (9, 9));
+        assert_eq!(c.knn.max_bank, Some(4096));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use image::imageops::{self, FilterType};
 use image::RgbImage;
 
 use super::image_io::Mask;
+pub use crate::ops::reflect_index;
 use crate::Result;
 
 /// Resizes an RGB image to `width x height` (bilinear).
@@ -116,18 +117,6 @@ fn source_ranges(len_in: usize, len_out: usize) -> Vec<std::ops::Range<usize>> {
             }
         })
         .collect()
-}
-
-/// Index of the pixel that position `i` reads under half-sample symmetric reflection
-/// (`… c b a | a b c … x y z | z y x …`, as numpy's `symmetric` padding), for any `i`.
-pub fn reflect_index(i: i64, len: usize) -> usize {
-    let period = 2 * len as i64;
-    let m = i.rem_euclid(period);
-    if m < len as i64 {
-        m as usize
-    } else {
-        (period - 1 - m) as usize
-    }
 }
 
 /// The `width x height` window of `image` at `(x, y)`, reading mirror reflections of the image

@@ -6,6 +6,7 @@
 
 use candle_core::{DType, Tensor};
 
+use crate::ops::reflect_index;
 use crate::ops::resize::{apply_separable, ResampleMatrix};
 use crate::{Error, Result};
 
@@ -49,18 +50,6 @@ impl AnomalyMapConfig {
     }
 }
 
-/// Index of the sample that position `i` reads from under half-sample symmetric reflection
-/// (`… c b a | a b c … x y z | z y x …`: `scipy.ndimage` mode "reflect", numpy pad "symmetric").
-fn reflect(i: isize, len: usize) -> usize {
-    let period = 2 * len as isize;
-    let m = i.rem_euclid(period);
-    if m < len as isize {
-        m as usize
-    } else {
-        (period - 1 - m) as usize
-    }
-}
-
 /// The Gaussian kernel of `sigma` truncated at `round(truncate · σ)`, normalised to sum 1,
 /// with its radius.
 fn gaussian_kernel(sigma: f32, truncate: f32) -> (Vec<f64>, isize) {
@@ -98,7 +87,7 @@ fn blurred_bilinear(in_len: usize, out_len: usize, sigma: f32, truncate: f32) ->
         for o in 0..out_len {
             row.iter_mut().for_each(|v| *v = 0.0);
             for (j, k) in kernel.iter().enumerate() {
-                let src = reflect(o as isize + j as isize - radius, out_len);
+                let src = reflect_index((o + j) as i64 - radius as i64, out_len);
                 for (i, w) in up(src) {
                     row[i] += k * w;
                 }
@@ -127,7 +116,7 @@ fn gaussian_matrix(len: usize, sigma: f32, truncate: f32) -> ResampleMatrix {
     let mut weights = vec![0f32; len * len];
     for i in 0..len {
         for (j, k) in kernel.iter().enumerate() {
-            let src = reflect(i as isize + j as isize - radius, len);
+            let src = reflect_index((i + j) as i64 - radius as i64, len);
             weights[i * len + src] += *k as f32;
         }
     }

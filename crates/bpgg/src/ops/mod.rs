@@ -9,5 +9,5 @@ pub(crate) mod resize;
 mod rows;
 
 pub use normalize::{l2_normalize, NORM_EPS};
-pub use resize::{resize_area, resize_bilinear};
+pub use resize::{reflect_index, resize_area, resize_bilinear};
 pub use rows::pixel_rows;

@@ -182,6 +182,19 @@ pub fn resize_area(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
     )
 }
 
+/// Index of the sample that position `i` reads under half-sample symmetric reflection
+/// (`… c b a | a b c … x y z | z y x …`: numpy's `symmetric` padding, `scipy.ndimage` mode
+/// `reflect`), for any `i`: image padding, border tiles and map smoothing all read it.
+pub fn reflect_index(i: i64, len: usize) -> usize {
+    let period = 2 * len as i64;
+    let m = i.rem_euclid(period);
+    if m < len as i64 {
+        m as usize
+    } else {
+        (period - 1 - m) as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
