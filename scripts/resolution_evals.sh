@@ -22,7 +22,8 @@
 #                      default scoring
 # and any name followed by `-bpgg` (a02-tile256-bpgg): the same setting with prototype scoring
 # only (the default hybrid scoring's k-NN search over every pixel of five native 4096 x 256 or
-# 2048 x 2048 normal images is slow on 2 cores).
+# 2048 x 2048 normal images is slow on 2 cores), or by `-mb` (a02-tile256-mb): the same setting
+# with each memory bank capped at 32768 features drawn at random (`--max-bank 32768`).
 set -euo pipefail
 BIN=$1; DATA=$2; OUT=$3; shift 3
 NAMES=${*:-mt-square-working a02-tile256 mt-square mt-long256 mt-tile256 a03-tile256 a02-square a02-tile256-half syn-tile256-bpgg syn-tile256-half-bpgg syn-long512-bpgg syn-tile256-half syn-long512 mt-long512}
@@ -33,6 +34,7 @@ for name in $NAMES; do
   data=$DATA; seeds=$SEEDS
   # `-bpgg` after a name: the same setting with prototype scoring only (`--scoring bpgg`).
   base=${name%-bpgg}
+  base=${base%-mb}
   case $base in
     mt-square-working) cat=magnetic_tile; args=(--size 256x256 --compare-at working) ;;
     mt-square) cat=magnetic_tile; args=(--size 256x256 --compare-at image) ;;
@@ -55,7 +57,10 @@ for name in $NAMES; do
       esac ;;
     *) echo "unknown setting $name" >&2; exit 2 ;;
   esac
-  if [ "$name" != "$base" ]; then args+=(--scoring bpgg); fi
+  case $name in
+    *-bpgg) args+=(--scoring bpgg) ;;
+    *-mb) args+=(--max-bank 32768) ;;
+  esac
   [ -f "$OUT/$name.json" ] && continue
   start=$(date +%s)
   load_before=$(cut -d' ' -f1-3 /proc/loadavg)
