@@ -32,7 +32,7 @@ SYN_SEEDS=${SYN_SEEDS:-3}
 mkdir -p "$OUT"
 for name in $NAMES; do
   data=$DATA; seeds=$SEEDS
-  # `-bpgg` after a name: the same setting with prototype scoring only (`--scoring bpgg`).
+  # A suffix after a name: `-bpgg` prototype scoring only, `-mb` capped memory banks.
   base=${name%-bpgg}
   base=${base%-mb}
   case $base in

@@ -12,7 +12,7 @@ use image::imageops::{self, FilterType};
 use image::RgbImage;
 
 use super::image_io::Mask;
-pub use crate::ops::reflect_index;
+use crate::ops::reflect_index;
 use crate::Result;
 
 /// Resizes an RGB image to `width x height` (bilinear).

@@ -21,8 +21,9 @@ use super::resolution::{InputSize, TileConfig, INPUT_MULTIPLE, MAX_UNTILED_PIXEL
 use crate::backbone::DEFAULT_EMBED_STRIDE;
 use crate::data::image_io::Mask;
 use crate::data::transform::{
-    crop_reflect, crop_reflect_mask, reflect_index, resize_image, resize_mask_keeping_defects,
+    crop_reflect, crop_reflect_mask, resize_image, resize_mask_keeping_defects,
 };
+use crate::ops::reflect_index;
 use crate::{Error, Result};
 
 /// The feature stride of the encoder's output, in pixels.
